@@ -1,0 +1,43 @@
+"""One error hierarchy for mvrt. Only the CLI turns these into exit codes."""
+
+from __future__ import annotations
+
+
+class MvrtError(Exception):
+    """Base class of every error mvrt raises on purpose.
+
+    The message is a single line meant for the user: it names the file (when there is
+    one) and the problem, and where possible says how to fix it.
+    """
+
+    exit_code = 1
+
+
+class UsageError(MvrtError):
+    """Conflicting or invalid options."""
+
+    exit_code = 2
+
+
+class MediaError(MvrtError):
+    """A media file cannot be opened, lacks a stream, or cannot be decoded."""
+
+
+class ModelError(MvrtError):
+    """A checkpoint or ONNX model is missing, malformed, or does not match the runtime."""
+
+
+class BackendError(MvrtError):
+    """An inference backend is unavailable or failed."""
+
+
+class MissingDependencyError(BackendError):
+    """An optional dependency (torch, onnx, tensorrt, cuda-python, librosa) is not installed."""
+
+    def __init__(self, package: str, extra: str, purpose: str):
+        super().__init__(
+            f"{purpose} needs the '{package}' package; install it with "
+            f"`pip install 'mvrt[{extra}]'`"
+        )
+        self.package = package
+        self.extra = extra
