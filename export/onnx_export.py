@@ -1,0 +1,126 @@
+"""Plain FP32 ONNX export of a checkpoint or a module (DESIGN §5).
+
+One self-contained file: opset >= 18, dynamic batch axis "batch" on every input and on
+`logits`, the config JSON in `metadata_props["mvrt_config"]` and the checkpoint's sha256 in
+`metadata_props["checkpoint_sha256"]`. Uses torch's TorchScript-based exporter
+(`dynamo=False`): it needs no onnxscript, folds BatchNorm into the convolutions and yields a
+single protobuf; the dynamo exporter would need the extra `onnxscript` package.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from mvrt.config import ModelConfig
+from mvrt.errors import MissingDependencyError, ModelError, UsageError
+from mvrt.runtime.model_meta import CHECKPOINT_SHA_KEY, CONFIG_KEY, sha256_file
+
+if TYPE_CHECKING:
+    import onnx
+    import torch
+
+OUTPUT_NAME = "logits"
+BATCH_AXIS = "batch"
+MIN_OPSET = 18
+_EXPORT_BATCH = 2  # the traced batch; any batch works afterwards
+_MAX_PROTO_BYTES = 2**31 - 1
+
+
+def export_onnx(checkpoint_or_model: "str | os.PathLike | torch.nn.Module", config: ModelConfig | None,
+                out_path: str | os.PathLike, *, opset: int = MIN_OPSET,
+                checkpoint_sha256: str | None = None) -> Path:
+    """Export to `out_path`; returns it.
+
+    `checkpoint_or_model` is a `.safetensors` checkpoint (then `config` may be None and the
+    sha256 is computed from the file) or a module built from `config`.
+    """
+    if opset < MIN_OPSET:
+        raise UsageError(f"--opset {opset} is too old; mvrt models need opset {MIN_OPSET} or newer")
+    model, config, checkpoint_sha256 = _resolve(checkpoint_or_model, config, checkpoint_sha256)
+    proto = _trace(model, config, opset)
+    add_metadata(proto, {CONFIG_KEY: config.to_json(), CHECKPOINT_SHA_KEY: checkpoint_sha256 or ""})
+    return save_single_file(proto, out_path)
+
+
+def _resolve(source, config: ModelConfig | None, sha: str | None):
+    try:
+        import torch
+    except ImportError:
+        raise MissingDependencyError("torch", "torch", "ONNX export") from None
+    if isinstance(source, torch.nn.Module):
+        if config is None:
+            raise UsageError("exporting a module needs its ModelConfig")
+        _check_module_matches(source, config)
+        return source, config, sha
+    from mvrt.checkpoint import load_checkpoint
+
+    model, stored = load_checkpoint(source)
+    if config is not None and config != stored:
+        raise UsageError(f"{source}: the given config differs from the one stored in the checkpoint")
+    return model, stored, sha or sha256_file(source)
+
+
+def _check_module_matches(model: "torch.nn.Module", config: ModelConfig) -> None:
+    """The module's state dict must be that of `build_model(config)` (built on the meta device)."""
+    import torch
+
+    from mvrt.models import build_model
+
+    with torch.device("meta"):
+        reference = build_model(config)
+    want = {k: tuple(v.shape) for k, v in reference.state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    if want != got:
+        raise UsageError(f"the module is not the {config.arch} network of the given config (width {config.width}, mmtm {config.mmtm})")
+
+
+def _trace(model: "torch.nn.Module", config: ModelConfig, opset: int) -> "onnx.ModelProto":
+    import onnx
+    import torch
+
+    device = next(model.parameters()).device
+    dummy = tuple(torch.zeros(_EXPORT_BATCH, *shape, device=device) for shape in config.input_shapes().values())
+    names = list(config.input_names)
+    axes = {name: {0: BATCH_AXIS} for name in [*names, OUTPUT_NAME]}
+    buffer = io.BytesIO()
+    was_training = model.training
+    model.eval()
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
+            warnings.filterwarnings("ignore", category=DeprecationWarning)
+            torch.onnx.export(model, dummy, buffer, input_names=names, output_names=[OUTPUT_NAME],
+                              dynamic_axes=axes, opset_version=opset, dynamo=False, do_constant_folding=True)
+    finally:
+        model.train(was_training)
+    return onnx.load_from_string(buffer.getvalue())
+
+
+def add_metadata(proto: "onnx.ModelProto", entries: dict[str, str]) -> None:
+    """Set `metadata_props` entries, replacing existing keys."""
+    kept = [p for p in proto.metadata_props if p.key not in entries]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(kept)
+    for key, value in entries.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+
+
+def save_single_file(proto: "onnx.ModelProto", out_path: str | os.PathLike) -> Path:
+    """Check `proto` and write it as one file (no external data)."""
+    import onnx
+
+    if proto.ByteSize() > _MAX_PROTO_BYTES:
+        raise ModelError(f"{out_path}: model is over 2 GiB and cannot be stored as a single ONNX file")
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+    except onnx.checker.ValidationError as exc:
+        raise ModelError(f"{out_path}: exported graph fails the ONNX checker: {' '.join(str(exc).split())}") from None
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_bytes(proto.SerializeToString())
+    return out_path

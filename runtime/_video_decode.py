@@ -1,0 +1,306 @@
+"""Video half of the decoder: frames chosen by presentation time in one pass (DESIGN §4).
+
+All target instants of all windows are merged and resolved during a single forward decode
+of the first video stream (threaded). The frame displayed at t is the last decoded frame
+with PTS <= t (the first frame if none). A frame is resized (inside `frame.reformat`, area
+interpolation) only once it is known to be displayed at some target, so most frames are
+never converted. The decoder seeks only when the stream's index shows a keyframe between
+the current position and the next target that is worth jumping to.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import av
+import numpy as np
+from av.video.reformatter import Interpolation
+
+from mvrt.errors import UsageError
+from mvrt.runtime.probe import (
+    PathLike,
+    expected_end_seconds,
+    ffmpeg_reason,
+    media_error,
+    open_media,
+    origin_seconds,
+)
+from mvrt.runtime.windows import Window
+
+# Seek only when it skips at least this much video (a seek refills the decoder's threads).
+MIN_SKIP_SECONDS = 1.0
+# A frame at t + _EPS_SECONDS still counts as displayed at t (float rounding of PTS).
+_EPS_SECONDS = 1e-6
+# Give up on a seek that keeps landing after its target after this many retries.
+_SEEK_RETRIES = 3
+_TRUNCATION_SECONDS = 0.5
+
+
+@dataclass
+class VideoDecodeStats:
+    """Counters filled in while `iter_window_frames` runs (for tests and benchmarks)."""
+
+    frames_decoded: int = 0
+    frames_converted: int = 0
+    seeks: int = 0
+
+
+class _Targets:
+    """All windows' target instants, sorted, with their owner window and slot."""
+
+    def __init__(self, windows: Sequence[Window], frames: int, origin: float):
+        times = np.concatenate([w.frame_times(frames) for w in windows]) + origin
+        self.order = np.argsort(times, kind="stable")
+        self.times = times[self.order]
+        self.window = self.order // frames  # position of the owning window in `windows`
+        self.slot = self.order % frames
+        self.next = 0  # first unresolved target (index into the sorted arrays)
+
+    @property
+    def done(self) -> bool:
+        return self.next >= self.times.size
+
+    @property
+    def upcoming(self) -> float:
+        return float(self.times[self.next])
+
+
+class _WindowFrames:
+    """Per-window output arrays, filled target by target and released in window order."""
+
+    def __init__(self, count: int, frames: int, size: int):
+        self.frames, self.size = frames, size
+        self.arrays: dict[int, np.ndarray] = {}
+        self.remaining = [frames] * count
+        self.next_out = 0
+
+    def put(self, window: int, slot: int, image: np.ndarray) -> None:
+        if window not in self.arrays:
+            self.arrays[window] = np.empty((self.frames, self.size, self.size, 3), np.uint8)
+        self.arrays[window][slot] = image
+        self.remaining[window] -= 1
+
+    def ready(self) -> Iterator[np.ndarray]:
+        while self.next_out < len(self.remaining) and self.remaining[self.next_out] == 0:
+            yield self.arrays.pop(self.next_out)
+            self.next_out += 1
+
+
+class _Decoder:
+    """Forward decoding of one video stream with optional index-guided seeks."""
+
+    def __init__(self, container, stream, path: str, stats: VideoDecodeStats, seek: bool):
+        self.container, self.stream, self.path, self.stats = container, stream, path, stats
+        self.allow_seek = seek
+        rate = stream.average_rate or stream.guessed_rate
+        self.frame_seconds = 1.0 / float(rate) if rate else 0.0
+        self.last_time: float | None = None
+        self._frames = self._decode()
+
+    def _decode(self) -> Iterator["av.VideoFrame"]:
+        try:
+            for frame in self.container.decode(self.stream):
+                self.stats.frames_decoded += 1
+                yield frame
+        except av.error.FFmpegError as exc:
+            where = f" near {self.last_time:.2f} s" if self.last_time is not None else ""
+            raise media_error(
+                self.path,
+                f"video decoding failed{where} ({ffmpeg_reason(exc)}); the file is corrupt or truncated",
+            ) from None
+
+    def next_frame(self) -> tuple["av.VideoFrame", float] | None:
+        frame = next(self._frames, None)
+        if frame is None:
+            return None
+        if frame.time is not None:
+            time = float(frame.time)
+        else:  # no timestamp: assume the nominal frame rate
+            time = self.last_time + self.frame_seconds if self.last_time is not None else 0.0
+        self.last_time = time
+        return frame, time
+
+    def _keyframe_before(self, target: float) -> tuple[int, int] | None:
+        """(index entry, timestamp) of the last indexed keyframe at or before `target`."""
+        entries = self.stream.index_entries
+        base = self.stream.time_base
+        if not len(entries) or base is None:
+            return None
+        index = entries.search_timestamp(int(math.floor(target / base)), backward=True)
+        return (index, entries[index].timestamp) if index >= 0 else None
+
+    def seek_towards(self, target: float, current: float) -> "tuple[av.VideoFrame, float] | None":
+        """Jump towards `target` if the index shows a keyframe before it well past `current`.
+
+        Returns the first frame decoded after the jump (its PTS <= target), or None when no
+        jump was made. Index timestamps may be decode times (MP4), so the seek itself asks
+        FFmpeg for the target; a landing after the target retries from earlier keyframes,
+        and repeated failure restarts from the stream start with seeking disabled.
+        """
+        if not self.allow_seek:
+            return None
+        found = self._keyframe_before(target)
+        if found is None or float(found[1] * self.stream.time_base) - current < MIN_SKIP_SECONDS:
+            return None
+        entries = self.stream.index_entries
+        timestamp = int(math.floor(target / self.stream.time_base))
+        for _ in range(_SEEK_RETRIES):
+            landed = self._seek(timestamp)
+            if landed is not None and landed[1] <= target + _EPS_SECONDS:
+                return landed
+            before = landed[0].pts if landed is not None and landed[0].pts is not None else timestamp
+            index = entries.search_timestamp(min(before, timestamp) - 1, backward=True)
+            if index < 0:
+                break
+            timestamp = entries[index].timestamp
+        self.allow_seek = False
+        return self._seek(self.stream.start_time or 0)
+
+    def _seek(self, timestamp: int) -> tuple["av.VideoFrame", float] | None:
+        try:
+            self.container.seek(timestamp, stream=self.stream, backward=True, any_frame=False)
+        except av.error.FFmpegError as exc:
+            raise media_error(self.path, f"seeking in the video failed ({ffmpeg_reason(exc)})") from None
+        self.stats.seeks += 1
+        self._frames = self._decode()
+        return self.next_frame()
+
+    def load_index(self) -> None:
+        """Matroska loads its keyframe index (Cues) on the first seek: seek to the start."""
+        if not self.allow_seek or len(self.stream.index_entries) > 1:
+            return
+        try:
+            self.container.seek(
+                self.stream.start_time or 0, stream=self.stream, backward=True, any_frame=False
+            )
+        except av.error.FFmpegError:
+            self.allow_seek = False
+
+
+# Area averaging with full-resolution chroma: without the FULL_CHR flags swscale computes the
+# chroma of packed RGB output per pair of pixels, bleeding colour between neighbours.
+_INTERPOLATION = Interpolation.AREA | Interpolation.FULL_CHR_H_INT | Interpolation.FULL_CHR_H_INP
+
+
+def to_rgb(frame: "av.VideoFrame", size: int) -> np.ndarray:
+    """Whole frame (no crop) area-resized to uint8 RGB (size, size, 3) inside `reformat`."""
+    small = frame.reformat(width=size, height=size, format="rgb24", interpolation=_INTERPOLATION)
+    return small.to_ndarray()
+
+
+class _Converter:
+    """Resize a frame once, however many targets it is displayed at."""
+
+    def __init__(self, size: int, stats: VideoDecodeStats):
+        self.size, self.stats = size, stats
+        self._frame = None
+        self._image = None
+
+    def __call__(self, frame: "av.VideoFrame") -> np.ndarray:
+        if frame is not self._frame:
+            self._frame, self._image = frame, to_rgb(frame, self.size)
+            self.stats.frames_converted += 1
+        return self._image
+
+
+def _check_windows(windows: Sequence[Window], frames: int, size: int) -> None:
+    if frames <= 0 or size <= 0:
+        raise UsageError(f"frames and size must be positive, got frames={frames}, size={size}")
+    starts = [w.start_seconds for w in windows]
+    if any(b < a for a, b in zip(starts, starts[1:])):
+        raise UsageError("windows must be given in order of their start time")
+
+
+def _first_video_stream(container, path: str):
+    if not container.streams.video:
+        raise media_error(path, "no video stream")
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    return stream
+
+
+def _check_complete(container, stream, path: str, decoder: _Decoder, targets: _Targets) -> None:
+    """At the end of the stream: raise if targets remain well past a premature end."""
+    if decoder.last_time is None:
+        raise media_error(path, "video stream contains no decodable frames")
+    reached = decoder.last_time + decoder.frame_seconds
+    expected = expected_end_seconds(container, stream)
+    if expected is None or targets.done or targets.upcoming <= reached:
+        return
+    expected += origin_seconds(container)
+    if expected - reached > max(_TRUNCATION_SECONDS, 0.02 * expected):
+        origin = origin_seconds(container)
+        raise media_error(
+            path,
+            f"video stops at {reached - origin:.2f} s but the file says {expected - origin:.2f} s; "
+            "it looks truncated or damaged",
+        )
+
+
+def iter_window_frames(
+    path: PathLike,
+    windows: Sequence[Window],
+    frames: int = 64,
+    size: int = 128,
+    *,
+    seek: bool = True,
+    stats: VideoDecodeStats | None = None,
+) -> Iterator[np.ndarray]:
+    """Per window (in order): uint8 (frames, size, size, 3) RGB frames displayed at its targets.
+
+    Targets are `window.frame_times(frames)` from the media origin. One forward pass serves
+    all windows (overlapping ones share it); `seek=False` forbids seeking.
+    """
+    name = os.fspath(path)
+    _check_windows(windows, frames, size)
+    if not windows:
+        return
+    stats = stats if stats is not None else VideoDecodeStats()
+    with open_media(name) as container:
+        stream = _first_video_stream(container, name)
+        targets = _Targets(windows, frames, origin_seconds(container))
+        out = _WindowFrames(len(windows), frames, size)
+        decoder = _Decoder(container, stream, name, stats, seek)
+        if np.diff(targets.times, prepend=origin_seconds(container)).max() >= MIN_SKIP_SECONDS:
+            decoder.load_index()
+        convert = _Converter(size, stats)
+        yield from _pick(decoder, targets, out, convert)
+        if not targets.done:
+            raise media_error(name, "video stream contains no decodable frames")
+
+
+def _pick(
+    decoder: _Decoder, targets: _Targets, out: _WindowFrames, convert: _Converter
+) -> Iterator[np.ndarray]:
+    """The frame-choice loop: assign each target the last frame with PTS <= target."""
+    previous = None  # (frame, time): latest frame not after the upcoming target
+    decoded = decoder.next_frame()  # the frame after `previous`
+    checked = -1  # the target whose keyframe was last looked up
+    while not targets.done:
+        if decoded is not None and decoded[1] <= targets.upcoming + _EPS_SECONDS and checked != targets.next:
+            checked = targets.next
+            landed = decoder.seek_towards(targets.upcoming, decoded[1])
+            if landed is not None:
+                previous, decoded = None, landed
+        if decoded is None:  # end of stream: the last frame stays on screen
+            _check_complete(decoder.container, decoder.stream, decoder.path, decoder, targets)
+            if previous is None:
+                return
+            _assign_until(targets, out, convert, previous[0], math.inf)
+        else:
+            if decoded[1] > targets.upcoming + _EPS_SECONDS:
+                frame = previous[0] if previous is not None else decoded[0]  # first frame if none before
+                _assign_until(targets, out, convert, frame, decoded[1])
+            previous, decoded = decoded, decoder.next_frame()
+        yield from out.ready()
+
+
+def _assign_until(targets: _Targets, out: _WindowFrames, convert: _Converter, frame, before: float) -> None:
+    """Give `frame` to every unresolved target earlier than `before` (minus the tolerance)."""
+    while not targets.done and targets.upcoming + _EPS_SECONDS < before:
+        i = targets.next
+        out.put(int(targets.window[i]), int(targets.slot[i]), convert(frame))
+        targets.next += 1

@@ -1,0 +1,283 @@
+"""Sub-commands of the `mvrt` CLI: argument definitions and handlers, one pair each."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from mvrt.errors import UsageError
+
+EXIT_OK, EXIT_FAILED = 0, 1
+UNTRAINED = "nothing: random initialisation (predictions are meaningless)"
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
+# --- infer -----------------------------------------------------------------------------
+
+def add_infer(sub) -> None:
+    p = sub.add_parser(
+        "infer",
+        help="classify videos window by window",
+        description="Classify music videos: per-window softmax probabilities and top label, and the "
+        "whole-video label (mean of the window probabilities). Progress goes to stderr; json, "
+        "csv and jsonl on stdout stay machine-clean. Exit code 1 if any input failed.",
+    )
+    p.add_argument("videos", nargs="+", metavar="VIDEO", help="media files (MP4, MKV, WebM, ...)")
+    p.add_argument("--model", required=True, help="ONNX model (.onnx) or checkpoint (.safetensors)")
+    p.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "torch"),
+                   help="inference backend (default: onnxruntime for .onnx, torch for .safetensors)")
+    p.add_argument("--window", type=_positive_float, default=None, metavar="SECONDS",
+                   help="window length; must equal the model's (default: the model's, 30 s)")
+    p.add_argument("--hop", type=_positive_float, default=None, metavar="SECONDS",
+                   help="spacing of window starts (default: the window length, no overlap)")
+    p.add_argument("--batch-size", type=_positive_int, default=4, metavar="N",
+                   help="windows per engine call, drawn from any input (default: 4)")
+    p.add_argument("--threads", type=_positive_int, default=None, metavar="N",
+                   help="engine threads (default: the backend's choice)")
+    p.add_argument("--format", default="table", choices=("table", "json", "csv", "jsonl"),
+                   help="output format (default: table); jsonl streams one line per window and video")
+    p.add_argument("--output", "-o", default=None, metavar="FILE", help="write results here instead of stdout")
+    p.add_argument("--plot", default=None, metavar="PNG", help="draw per-class curves over time (paper Fig. 11)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.set_defaults(handler=run_infer)
+
+
+def run_infer(args) -> int:
+    from mvrt.api import load_model
+    from mvrt.runtime.pipeline import PipelineConfig
+
+    pipeline = PipelineConfig(batch_size=args.batch_size, window_seconds=args.window, hop_seconds=args.hop)
+    options = {"threads": args.threads} if args.threads else {}
+    with load_model(args.model, backend=args.backend, **options) as model:
+        from mvrt.report import model_summary
+
+        summary = model_summary(model.config, args.model, model.backend)
+        with _open_output(args.output) as out:
+            if args.format == "jsonl":
+                out.write(json.dumps({"type": "model", **summary}) + "\n")
+            videos = _consume(model.run(args.videos, pipeline), out, args)
+            _render(videos, summary, model.config.classes, out, args)
+    if args.plot:
+        from mvrt.plot import plot_timeline
+
+        plot_timeline(videos, args.plot, title_note=f"model trained on: {summary['trained_on']}")
+    failed = [v for v in videos if not v.ok]
+    if failed:
+        print(f"mvrt: {len(failed)} of {len(videos)} input(s) failed", file=sys.stderr)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _consume(events, out, args) -> list:
+    from tqdm import tqdm
+
+    from mvrt.report import jsonl_line
+    from mvrt.runtime.pipeline import FileStarted
+    from mvrt.runtime.results import VideoResult, WindowResult
+
+    videos = []
+    with tqdm(total=0, unit="window", file=sys.stderr, disable=args.quiet, desc="mvrt infer") as bar:
+        for event in events:
+            if isinstance(event, FileStarted):
+                bar.total += event.windows
+                bar.refresh()
+            elif isinstance(event, WindowResult):
+                bar.update(1)
+                if args.format == "jsonl":
+                    out.write(jsonl_line(event) + "\n")
+            elif isinstance(event, VideoResult):
+                videos.append(event)
+                if not event.ok:
+                    bar.write(f"mvrt: error: {event.error}", file=sys.stderr)
+                if args.format == "jsonl":
+                    out.write(jsonl_line(event) + "\n")
+                    out.flush()
+    return videos
+
+
+def _render(videos, summary, classes, out, args) -> None:
+    from mvrt import report
+
+    if args.format == "table":
+        out.write(report.render_table(videos, summary))
+    elif args.format == "json":
+        out.write(report.render_json(videos, summary))
+    elif args.format == "csv":
+        out.write(report.render_csv(videos, classes))
+
+
+class _open_output:
+    """stdout, or a file opened for writing (errors become one-line UsageErrors)."""
+
+    def __init__(self, path: str | None):
+        self.path = path
+        self.stream = sys.stdout
+
+    def __enter__(self):
+        if self.path:
+            try:
+                self.stream = open(self.path, "w", encoding="utf-8", newline="")
+            except OSError as exc:
+                raise UsageError(f"{self.path}: cannot write output: {exc.strerror}") from None
+        return self.stream
+
+    def __exit__(self, *exc) -> None:
+        if self.path:
+            self.stream.close()
+        else:
+            self.stream.flush()
+
+
+# --- features ----------------------------------------------------------------------------
+
+def add_features(sub) -> None:
+    p = sub.add_parser(
+        "features",
+        help="write the exact input tensors of one window",
+        description="Write the tensors the engine would see for the window starting at --start, "
+        "as an .npz with one array per model input (float32, no batch axis), plus the model "
+        "config as JSON (key mvrt_config). Use it to check your own preprocessing.",
+    )
+    p.add_argument("video", metavar="VIDEO")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model", help="model whose front-end and normalisation to use (.onnx / .safetensors)")
+    which.add_argument("--arch", choices=("slowfast", "musicvideo"), help="an architecture's default front-end, no normalisation")
+    p.add_argument("--start", type=float, default=0.0, metavar="SECONDS", help="window start (default: 0)")
+    p.add_argument("--output", "-o", required=True, metavar="NPZ", help="output .npz file")
+    p.add_argument("--frontend", default="auto", choices=("auto", "native", "numpy"),
+                   help="spectrogram implementation (default: native C++ kernel when built)")
+    p.set_defaults(handler=run_features)
+
+
+def run_features(args) -> int:
+    import numpy as np
+
+    from mvrt.config import ModelConfig
+    from mvrt.runtime.media_features import iter_file_features, window_at
+    from mvrt.runtime.model_meta import read_model_config
+
+    config = read_model_config(args.model) if args.model else ModelConfig(arch=args.arch)
+    window = window_at(args.video, config, args.start)
+    _, feeds = next(iter_file_features(args.video, config, [window], implementation=args.frontend))
+    try:
+        np.savez(args.output, **feeds, mvrt_config=np.array(config.to_json()), start_seconds=np.float64(window.start_seconds))
+    except OSError as exc:
+        raise UsageError(f"{args.output}: cannot write features: {exc.strerror}") from None
+    shapes = ", ".join(f"{name} {tuple(a.shape)}" for name, a in feeds.items())
+    print(f"wrote {args.output}: {shapes}", file=sys.stderr)
+    return EXIT_OK
+
+
+# --- info ----------------------------------------------------------------------------------
+
+def add_info(sub) -> None:
+    p = sub.add_parser("info", help="show a model's metadata (or a media file's streams)",
+                       description="Show what a checkpoint or ONNX model was built from: architecture, "
+                       "inputs, front-end, normalisation, provenance. For media files, their streams.")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(handler=run_info)
+
+
+def run_info(args) -> int:
+    from mvrt.runtime.model_meta import describe_model
+
+    suffix = Path(args.file).suffix.lower()
+    if suffix in (".onnx", ".safetensors"):
+        info = describe_model(args.file)
+    else:
+        from dataclasses import asdict
+
+        from mvrt.runtime.decode import probe
+
+        info = asdict(probe(args.file))
+        info["path"] = str(info["path"])
+    if args.json:
+        print(json.dumps(info, indent=2, default=str))
+    else:
+        for key, value in info.items():
+            print(f"{key:>20}: {value if not isinstance(value, dict) else json.dumps(value)}")
+    return EXIT_OK
+
+
+# --- init-model -----------------------------------------------------------------------------
+
+def add_init_model(sub) -> None:
+    p = sub.add_parser("init-model", help="create an untrained model (for pipeline checks and benchmarks)",
+                       description="Create a randomly initialised checkpoint of an architecture, and "
+                       "optionally its ONNX export. Its predictions are meaningless; every output made "
+                       "with it says so. Needs torch: pip install 'mvrt[torch]'.")
+    p.add_argument("output", metavar="CHECKPOINT", help="output .safetensors")
+    p.add_argument("--arch", default="slowfast", choices=("slowfast", "musicvideo"))
+    p.add_argument("--width", type=_positive_float, default=1.0, help="channel width multiplier (default: 1)")
+    p.add_argument("--no-mmtm", dest="mmtm", action="store_false", help="without the MMTM fusion blocks")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--onnx", default=None, metavar="OUT.onnx", help="also export ONNX here")
+    p.set_defaults(handler=run_init_model)
+
+
+def run_init_model(args) -> int:
+    from mvrt.checkpoint import save_checkpoint
+    from mvrt.config import ModelConfig
+    from mvrt.models import build_model, seed_everything
+
+    if not args.output.endswith(".safetensors"):
+        raise UsageError(f"{args.output}: checkpoints are .safetensors files")
+    config = ModelConfig(arch=args.arch, width=args.width, mmtm=args.mmtm, trained_on=UNTRAINED)
+    seed_everything(args.seed)
+    model = build_model(config).eval()
+    save_checkpoint(model, config, args.output)
+    print(f"wrote {args.output}", file=sys.stderr)
+    if args.onnx:
+        from mvrt.export.onnx_export import export_onnx
+
+        export_onnx(args.output, config, args.onnx)
+        print(f"wrote {args.onnx}", file=sys.stderr)
+    return EXIT_OK
+
+
+# --- standin ---------------------------------------------------------------------------------
+
+def add_standin(sub) -> None:
+    p = sub.add_parser("standin", help="generate an MVED-shaped stand-in data set",
+                       description="Write <root>/<split>/<Class>/<clip>.mp4 (H.264 + AAC) clips whose "
+                       "tempo, mode, loudness, brightness and motion depend on the class. For tests, "
+                       "demos and smoke-training; it is not MVED.")
+    p.add_argument("root", metavar="ROOT")
+    p.add_argument("--clips-per-class", type=_positive_int, default=10, metavar="N")
+    p.add_argument("--seconds", type=_positive_float, default=8.0, help="clip length (default: 8)")
+    p.add_argument("--splits", nargs="+", default=["train", "validation", "test"])
+    p.add_argument("--layout", default="flat", choices=("flat", "authors"))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.set_defaults(handler=run_standin)
+
+
+def run_standin(args) -> int:
+    from mvrt.standin import generate_standin
+
+    summary = generate_standin(args.root, clips_per_class=args.clips_per_class, seconds=args.seconds,
+                               seed=args.seed, splits=tuple(args.splits), layout=args.layout,
+                               progress=not args.quiet)
+    print(summary, file=sys.stderr)
+    return EXIT_OK

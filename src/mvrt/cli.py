@@ -1,0 +1,61 @@
+"""The `mvrt` command line. Only this module turns errors into exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from mvrt import __version__
+from mvrt.errors import MvrtError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+DESCRIPTION = """\
+mvrt: music-video emotion recognition at the edge.
+
+Classify a music video into the six MVED emotions (Excited, Fear, Neutral, Relaxation,
+Sad, Tension), window by window, with the paper's slow-fast audio-video network.
+
+Typical use:
+  mvrt infer video.mp4 --model model.onnx              # per-window table + whole-video label
+  mvrt infer a.mp4 b.mkv --model m.onnx --format jsonl  # machine-readable, one line per event
+  mvrt info model.onnx                                  # what a model was built from
+  mvrt features video.mp4 --model m.onnx --start 30 --output feats.npz
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from mvrt import _cli_commands as commands
+
+    parser = argparse.ArgumentParser(
+        prog="mvrt", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=f"mvrt {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-v: info, -vv: debug)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    commands.add_infer(sub)
+    commands.add_features(sub)
+    commands.add_info(sub)
+    commands.add_init_model(sub)
+    commands.add_standin(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
+    logging.basicConfig(level=level, format="mvrt: %(levelname)s: %(message)s", stream=sys.stderr)
+    try:
+        return int(args.handler(args))
+    except MvrtError as exc:
+        print(f"mvrt: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("mvrt: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

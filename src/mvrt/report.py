@@ -1,0 +1,84 @@
+"""Formatting inference results: table (for people), json / jsonl / csv (for programs)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Iterable, TextIO
+
+from mvrt.config import ModelConfig
+from mvrt.runtime.results import VideoResult, WindowResult
+
+FORMATS = ("table", "json", "csv", "jsonl")
+
+
+def model_summary(config: ModelConfig, model_path: str, backend: str) -> dict:
+    """What the outputs say about the model that produced them."""
+    return {
+        "path": model_path,
+        "arch": config.arch,
+        "width": config.width,
+        "mmtm": config.mmtm,
+        "backend": backend,
+        "window_seconds": config.frontend.window_seconds,
+        "trained_on": config.trained_on or "unknown",
+    }
+
+
+def jsonl_line(event: WindowResult | VideoResult) -> str:
+    """One machine-readable line per completed window or video."""
+    if isinstance(event, WindowResult):
+        return json.dumps({"type": "window", **event.to_dict()})
+    data = event.to_dict()
+    data.pop("windows", None)
+    return json.dumps({"type": "video", **data})
+
+
+def render_json(videos: list[VideoResult], model: dict) -> str:
+    return json.dumps({"model": model, "videos": [v.to_dict() for v in videos]}, indent=2) + "\n"
+
+
+def render_csv(videos: list[VideoResult], classes: tuple[str, ...]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["path", "kind", "window", "start_seconds", "end_seconds", "label", *classes, "error"])
+    for video in videos:
+        for w in video.windows:
+            writer.writerow([w.path, "window", w.index, f"{w.start_seconds:.3f}", f"{w.end_seconds:.3f}", w.label,
+                             *(f"{p:.6f}" for p in w.probabilities), ""])
+        probs = [f"{p:.6f}" for p in video.probabilities] if video.ok else [""] * len(classes)
+        end = f"{video.windows[-1].end_seconds:.3f}" if video.windows else ""
+        writer.writerow([video.path, "video", "all", "0.000" if video.ok else "", end, video.label or "", *probs,
+                         video.error or ""])
+    return buf.getvalue()
+
+
+def render_table(videos: list[VideoResult], model: dict) -> str:
+    lines: list[str] = []
+    for video in videos:
+        lines.append(f"== {video.path}")
+        if not video.ok:
+            lines.append(f"   error: {video.error}")
+            continue
+        classes = video.classes
+        header = f"   {'window':>6}  {'start':>8}  {'end':>8}  {'label':<10}  " + "  ".join(f"{c[:10]:>10}" for c in classes)
+        lines.append(header)
+        for w in video.windows:
+            probs = "  ".join(f"{p:>10.3f}" for p in w.probabilities)
+            lines.append(f"   {w.index:>6}  {_clock(w.start_seconds):>8}  {_clock(w.end_seconds):>8}  {w.label:<10}  {probs}")
+        probs = "  ".join(f"{p:>10.3f}" for p in video.probabilities)
+        lines.append(f"   {'video':>6}  {'':>8}  {'':>8}  {video.label:<10}  {probs}")
+    lines.append(f"-- model: {model['path']} ({model['arch']}, {model['backend']}); trained on: {model['trained_on']}")
+    return "\n".join(lines) + "\n"
+
+
+def write_all(stream: TextIO, text: Iterable[str]) -> None:
+    for chunk in text:
+        stream.write(chunk)
+    stream.flush()
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(max(seconds, 0.0), 60.0)
+    return f"{int(minutes)}:{secs:05.2f}"

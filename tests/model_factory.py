@@ -1,0 +1,53 @@
+"""Tiny models for tests: the real architectures at a small width and a short window."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mvrt.config import FrontendConfig, ModelConfig
+
+TEST_WINDOW_SECONDS = 4.0
+
+
+def tiny_config(arch: str = "slowfast", **changes) -> ModelConfig:
+    base = ModelConfig(
+        arch=arch,
+        width=1 / 16,
+        frontend=FrontendConfig(window_seconds=TEST_WINDOW_SECONDS),
+        trained_on="nothing: random initialisation (test model)",
+    )
+    return base.replace(**changes)
+
+
+def make_tiny_model(folder: Path, arch: str = "slowfast", seed: int = 0, **changes) -> tuple[Path, Path, ModelConfig]:
+    """Write a seeded tiny checkpoint and its ONNX export; returns (checkpoint, onnx, config)."""
+    import torch
+
+    from mvrt.checkpoint import save_checkpoint
+    from mvrt.export.onnx_export import export_onnx
+    from mvrt.models import build_model
+
+    config = tiny_config(arch, **changes)
+    torch.manual_seed(seed)
+    model = build_model(config)
+    _warm_batchnorm(model, config, seed)
+    model.eval()
+    folder.mkdir(parents=True, exist_ok=True)
+    ckpt = folder / f"tiny-{arch}.safetensors"
+    onnx_path = folder / f"tiny-{arch}.onnx"
+    save_checkpoint(model, config, ckpt)
+    export_onnx(ckpt, config, onnx_path)
+    return ckpt, onnx_path, config
+
+
+def _warm_batchnorm(model, config: ModelConfig, seed: int) -> None:
+    """Give BN layers data-driven running statistics (a few train-mode passes on noise)."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    shapes = config.input_shapes()  # name -> shape without batch, in forward() order
+    model.train()
+    with torch.no_grad():
+        for _ in range(3):
+            inputs = [torch.randn((2, *shape), generator=gen) for shape in shapes.values()]
+            model(*inputs)

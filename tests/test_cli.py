@@ -1,0 +1,115 @@
+import csv
+import io
+import json
+
+import numpy as np
+import pytest
+
+from mvrt.cli import main
+
+pytest.importorskip("torch")
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_infer_table_shows_windows_video_label_and_provenance(capsys, tiny_models, clip_10s):
+    code, out, err = run(capsys, "infer", clip_10s, "--model", tiny_models["slowfast"].onnx, "--quiet")
+    assert code == 0, err
+    assert f"== {clip_10s}" in out
+    assert out.count("\n   ") >= 4  # header + 3 windows + video row
+    assert "trained on: nothing: random initialisation (test model)" in out
+
+
+def test_infer_json_is_machine_clean_and_consistent(capsys, tiny_models, clip_10s):
+    code, out, err = run(capsys, "infer", clip_10s, "--model", tiny_models["slowfast"].onnx, "--format", "json")
+    assert code == 0, err
+    doc = json.loads(out)  # nothing but JSON on stdout; progress went to stderr
+    assert "window" in err
+    (video,) = doc["videos"]
+    assert doc["model"]["arch"] == "slowfast" and doc["model"]["backend"] == "onnxruntime"
+    assert len(video["windows"]) == 3
+    mean = np.mean([list(w["probabilities"].values()) for w in video["windows"]], axis=0)
+    np.testing.assert_allclose(list(video["probabilities"].values()), mean, atol=1e-5)
+    assert video["label"] == max(video["probabilities"], key=video["probabilities"].get)
+
+
+def test_infer_jsonl_streams_one_event_per_line(capsys, tiny_models, clip_10s):
+    code, out, _ = run(capsys, "infer", clip_10s, clip_10s, "--model", tiny_models["slowfast"].onnx,
+                       "--format", "jsonl", "--batch-size", "2")
+    assert code == 0
+    events = [json.loads(line) for line in out.splitlines()]
+    assert [e["type"] for e in events].count("window") == 6
+    assert [e["type"] for e in events].count("video") == 2
+    assert events[0]["type"] == "model"
+
+
+def test_infer_csv_has_a_row_per_window_and_video(capsys, tiny_models, clip_10s, tmp_path):
+    target = tmp_path / "out.csv"
+    code, out, _ = run(capsys, "infer", clip_10s, "--model", tiny_models["slowfast"].onnx,
+                       "--format", "csv", "--output", target, "--quiet")
+    assert code == 0 and out == ""
+    rows = list(csv.DictReader(io.StringIO(target.read_text())))
+    assert [r["kind"] for r in rows] == ["window"] * 3 + ["video"]
+    for row in rows[:3]:
+        assert sum(float(row[c]) for c in ("Excited", "Fear", "Neutral", "Relaxation", "Sad", "Tension")) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_one_failing_input_is_reported_and_the_rest_complete(capsys, tiny_models, clip_10s, tmp_path):
+    bad = tmp_path / "notes.mp4"
+    bad.write_text("not a video")
+    code, out, err = run(capsys, "infer", bad, clip_10s, "--model", tiny_models["slowfast"].onnx, "--format", "json")
+    assert code == 1
+    videos = json.loads(out)["videos"]
+    assert [v["ok"] for v in videos] == [False, True]
+    assert "Traceback" not in err
+    error_lines = [line for line in err.splitlines() if line.startswith("mvrt: error:")]
+    assert len(error_lines) == 1 and "notes.mp4" in error_lines[0]
+    assert "1 of 2 input(s) failed" in err
+
+
+def test_plot_draws_one_panel_per_video(capsys, tiny_models, clip_10s, tmp_path):
+    image = pytest.importorskip("matplotlib.image")
+    one, two = tmp_path / "one.png", tmp_path / "two.png"
+    run(capsys, "infer", clip_10s, "--model", tiny_models["slowfast"].onnx, "--plot", one, "-q")
+    run(capsys, "infer", clip_10s, clip_10s, "--model", tiny_models["slowfast"].onnx, "--plot", two, "-q")
+    h1, h2 = image.imread(one).shape[0], image.imread(two).shape[0]
+    assert h2 == pytest.approx(2 * h1, rel=0.05)
+
+
+def test_features_writes_the_tensors_the_engine_sees(capsys, tiny_models, clip_10s, tmp_path):
+    from mvrt.runtime.engines import open_engine
+    from mvrt.runtime.pipeline import PipelineConfig, run_pipeline
+    from mvrt.runtime.results import WindowResult
+
+    out = tmp_path / "feats.npz"
+    tm = tiny_models["slowfast"]
+    code, _, err = run(capsys, "features", clip_10s, "--model", tm.onnx, "--start", 4, "--output", out)
+    assert code == 0, err
+    feats = np.load(out, allow_pickle=False)
+    assert {k: feats[k].shape for k in tm.config.input_names} == tm.config.input_shapes()
+    with open_engine(tm.onnx) as engine:
+        logits = engine.infer({k: feats[k][None] for k in tm.config.input_names})[0]
+        window = next(e for e in run_pipeline(engine, [clip_10s], PipelineConfig()) if isinstance(e, WindowResult) and e.index == 1)
+    np.testing.assert_allclose(logits, window.logits, atol=1e-5)
+
+
+def test_info_shows_model_metadata(capsys, tiny_models):
+    code, out, _ = run(capsys, "info", tiny_models["slowfast"].onnx, "--json")
+    assert code == 0
+    info = json.loads(out)
+    assert info["arch"] == "slowfast" and info["trained_on"].startswith("nothing")
+
+
+def test_missing_model_is_one_line_error(capsys, clip_10s, tmp_path):
+    code, out, err = run(capsys, "infer", clip_10s, "--model", tmp_path / "nope.onnx")
+    assert code != 0 and out == ""
+    assert err.strip().count("\n") == 0 and "nope.onnx" in err
+
+
+def test_conflicting_window_is_a_usage_error(capsys, tiny_models, clip_10s):
+    code, _, err = run(capsys, "infer", clip_10s, "--model", tiny_models["slowfast"].onnx, "--window", 30)
+    assert code == 2 and "--window 30 does not match" in err

@@ -1,0 +1,95 @@
+"""Stand-in MVED data: layout, determinism and class-dependent content."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mvrt.config import CLASSES
+from mvrt.errors import UsageError
+from mvrt.runtime.decode import decode_audio, iter_window_frames, probe
+from mvrt.runtime.windows import Window
+from mvrt.standin import generate_standin
+
+SMALL = dict(seconds=1.5, width=64, height=48, fps=10, sample_rate=22050, progress=False)
+WHOLE = [Window(0, 0.0, 1.5, 1.5)]
+
+
+def _decoded(path):
+    (frames,) = iter_window_frames(path, WHOLE, frames=8, size=32)
+    return decode_audio(path, 22050), frames
+
+
+def test_flat_layout_has_six_classes_per_split(tmp_path):
+    summary = generate_standin(
+        tmp_path, clips_per_class={"train": 2, "test": 1}, splits=("train", "test"), **SMALL
+    )
+    assert summary.total_clips == 18 and summary.layout == "flat"
+    for split, per_class in (("train", 2), ("test", 1)):
+        assert sorted(p.name for p in (tmp_path / split).iterdir()) == sorted(CLASSES)
+        for label in CLASSES:
+            clips = sorted((tmp_path / split / label).glob("*.mp4"))
+            assert len(clips) == per_class
+    info = probe(summary.clips[0].video_path, require_streams=True)
+    assert (info.video_codec, info.audio_codec, info.width, info.height) == ("h264", "aac", 64, 48)
+    assert info.duration_seconds == pytest.approx(1.5, abs=0.1)
+    assert "elapsed_seconds" in repr(summary) and "clips=" not in repr(summary)
+
+
+def test_authors_layout_pairs_audio_and_video_by_stem(tmp_path):
+    summary = generate_standin(tmp_path, clips_per_class=1, splits=("validation",), layout="authors", **SMALL)
+    for label in CLASSES:
+        audio = sorted((tmp_path / "validation" / label / "audio").glob("*.m4a"))
+        video = sorted((tmp_path / "validation" / label / "video").glob("*.mp4"))
+        assert [p.stem for p in audio] == [p.stem for p in video] and len(audio) == 1
+        a, v = probe(audio[0]), probe(video[0])
+        assert (a.has_audio, a.has_video, v.has_audio, v.has_video) == (True, False, False, True)
+    assert summary.clips[0].audio_path != summary.clips[0].video_path
+
+
+def test_same_seed_same_media_other_seed_other_media(tmp_path):
+    runs = {}
+    for name, seed in (("a", 7), ("b", 7), ("c", 8)):
+        summary = generate_standin(tmp_path / name, clips_per_class=1, splits=("test",), seed=seed, **SMALL)
+        runs[name] = [_decoded(c.video_path) for c in summary.clips]
+    for (audio_a, frames_a), (audio_b, frames_b) in zip(runs["a"], runs["b"]):
+        np.testing.assert_array_equal(audio_a, audio_b)
+        np.testing.assert_array_equal(frames_a, frames_b)
+    assert not np.array_equal(runs["a"][0][1], runs["c"][0][1])
+    assert not np.array_equal(runs["a"][0][0], runs["c"][0][0])
+
+
+def _features(path):
+    audio, frames = _decoded(path)
+    rgb = frames.reshape(-1, 3).astype(np.float64)
+    spectrum = np.abs(np.fft.rfft(audio)) ** 2
+    centroid = (np.fft.rfftfreq(audio.size, 1 / 22050) * spectrum).sum() / spectrum.sum()
+    motion = np.abs(np.diff(frames.astype(np.float64), axis=0)).mean()
+    return {
+        "rms": float(np.sqrt(np.mean(audio**2))),
+        "centroid": float(centroid),
+        "brightness": float(rgb.mean()),
+        "warmth": float(rgb[:, 0].mean() - rgb[:, 2].mean()),
+        "motion": float(motion),
+    }
+
+
+def test_classes_differ_in_the_expected_directions(tmp_path):
+    summary = generate_standin(tmp_path, clips_per_class=3, splits=("train",), seed=1, **SMALL)
+    feats = {label: [] for label in CLASSES}
+    for clip in summary.clips:
+        feats[clip.label].append(_features(clip.video_path))
+    mean = {label: {k: np.mean([f[k] for f in fs]) for k in fs[0]} for label, fs in feats.items()}
+    excited, sad, relax, tension = mean["Excited"], mean["Sad"], mean["Relaxation"], mean["Tension"]
+    # every Excited clip is louder, brighter, warmer and busier than every Sad clip
+    for key in ("rms", "centroid", "brightness", "warmth", "motion"):
+        assert min(f[key] for f in feats["Excited"]) > max(f[key] for f in feats["Sad"]), key
+    assert sad["warmth"] < 0 < excited["warmth"]  # blue vs warm
+    assert tension["motion"] > relax["motion"] and tension["rms"] > relax["rms"]
+
+
+def test_bad_arguments_are_usage_errors(tmp_path):
+    with pytest.raises(UsageError, match="layout"):
+        generate_standin(tmp_path, clips_per_class=1, layout="nested", **SMALL)
+    with pytest.raises(UsageError, match="unknown split"):
+        generate_standin(tmp_path, clips_per_class={"training": 1}, **SMALL)
