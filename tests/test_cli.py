@@ -113,3 +113,27 @@ def test_missing_model_is_one_line_error(capsys, clip_10s, tmp_path):
 def test_conflicting_window_is_a_usage_error(capsys, tiny_models, clip_10s):
     code, _, err = run(capsys, "infer", clip_10s, "--model", tiny_models["slowfast"].onnx, "--window", 30)
     assert code == 2 and "--window 30 does not match" in err
+
+
+def test_init_model_writes_a_labelled_checkpoint_and_onnx(capsys, tmp_path):
+    ckpt, onnx_path = tmp_path / "m.safetensors", tmp_path / "m.onnx"
+    code, _, err = run(capsys, "init-model", ckpt, "--arch", "musicvideo", "--width", "0.0625", "--no-mmtm", "--onnx", onnx_path)
+    assert code == 0, err
+    for path in (ckpt, onnx_path):
+        code, out, _ = run(capsys, "info", path, "--json")
+        info = json.loads(out)
+        assert (info["arch"], info["width"], info["mmtm"]) == ("musicvideo", 0.0625, False)
+        assert "random initialisation" in info["trained_on"]
+
+
+def test_init_model_refuses_a_pickle_style_name(capsys, tmp_path):
+    code, _, err = run(capsys, "init-model", tmp_path / "m.pt")
+    assert code == 2 and "m.pt: checkpoints are .safetensors files" in err
+
+
+def test_standin_command_writes_the_mved_layout(capsys, tmp_path):
+    code, _, err = run(capsys, "standin", tmp_path / "d", "--clips-per-class", 1, "--splits", "test", "--seconds", 1, "-q")
+    assert code == 0, err
+    clips = sorted(p.relative_to(tmp_path / "d").parts[:2] for p in (tmp_path / "d").rglob("*.mp4"))
+    assert clips == [("test", c) for c in ("Excited", "Fear", "Neutral", "Relaxation", "Sad", "Tension")]
+    assert "wrote 6 clips" in err and "not MVED" in err

@@ -279,5 +279,10 @@ def run_standin(args) -> int:
     summary = generate_standin(args.root, clips_per_class=args.clips_per_class, seconds=args.seconds,
                                seed=args.seed, splits=tuple(args.splits), layout=args.layout,
                                progress=not args.quiet)
-    print(summary, file=sys.stderr)
+    per_split = {}
+    for split, _, count in summary.counts:
+        per_split[split] = per_split.get(split, 0) + count
+    splits = ", ".join(f"{split}: {count}" for split, count in per_split.items())
+    print(f"wrote {summary.total_clips} clips to {summary.root} ({splits}) in {summary.elapsed_seconds:.1f} s; "
+          f"generated stand-in data, not MVED", file=sys.stderr)
     return EXIT_OK
