@@ -1,0 +1,428 @@
+"""Benchmark mvrt against a naive baseline on a generated music video (CPU, ONNX Runtime FP32).
+
+    PYTHONPATH=src .venv/bin/python bench/bench_pipeline.py [--quick] [--json out.json]
+
+Generates (once, cached in bench/.cache/) an H.264 (B-frames) + AAC video and a seeded
+random-init slowfast model exported to ONNX, then times decode, front-end, engine and
+end-to-end for mvrt and for the naive baseline of `_baseline.py`, checks that both computed
+the same thing, and prints a Markdown table (optionally JSON). See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+if str(Path(__file__).resolve().parent) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _baseline  # noqa: E402  (sibling module; bench/ is not a package)
+
+CACHE_DIR = Path(__file__).resolve().parent / ".cache"
+SEED = 0
+ROWS = ("decode", "front-end", "engine", "end-to-end")
+QUICK = {"seconds": 40.0, "height": 480, "width": 0.25}
+FULL = {"seconds": 180.0, "height": 720, "width": 1.0}
+
+
+@dataclass(frozen=True)
+class MvrtRun:
+    """Stage times (seconds) of one staged mvrt run and its end-to-end pipeline run."""
+
+    decode_seconds: float
+    audio_decode_seconds: float
+    video_decode_seconds: float
+    frontend_seconds: float
+    engine_seconds: float
+    end_to_end_seconds: float
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seconds", type=float, help="video length (default 180; --quick 40)")
+    p.add_argument("--height", type=int, help="video height, 16:9 (default 720; --quick 480)")
+    p.add_argument("--fps", type=int, default=30, help="video frame rate (default 30)")
+    p.add_argument("--width", type=float, help="model width multiplier (default 1.0; --quick 0.25)")
+    p.add_argument("--batch-size", type=int, default=4, help="mvrt engine batch (default 4, as the pipeline)")
+    p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: physical cores)")
+    p.add_argument("--repeat", type=int, default=1, help="timed runs; the median is reported (default 1)")
+    p.add_argument("--quick", action="store_true", help="smoke run: 40 s 480p video, width 0.25")
+    p.add_argument("--json", type=Path, help="also write the results as JSON here")
+    p.add_argument("--cache-dir", type=Path, default=CACHE_DIR, help=f"generated video/model cache ({CACHE_DIR})")
+    args = p.parse_args(argv)
+    for key, value in (QUICK if args.quick else FULL).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if args.repeat < 1 or args.batch_size < 1 or args.seconds <= 0 or args.fps < 1 or args.width <= 0:
+        p.error("--repeat, --batch-size, --seconds, --fps and --width must be positive")
+    if args.height < 16 or args.height % 2:
+        p.error(f"--height must be an even number >= 16, got {args.height}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Run the benchmark; returns the results dict that --json writes."""
+    args = parse_args(argv)
+    spec = VideoSpec(seconds=args.seconds, height=args.height, fps=args.fps)
+    video, generation_seconds = ensure_video(args.cache_dir, spec)
+    print(f"video: {video} ({'generated in %.1f s' % generation_seconds if generation_seconds else 'cached'})")
+    checkpoint, onnx_path, export_seconds = ensure_model(args.cache_dir, args.width)
+    print(f"model: {onnx_path} ({'exported in %.1f s' % export_seconds if export_seconds else 'cached'})")
+    result = benchmark(video, checkpoint, onnx_path, args)
+    result["video"] |= {"generation_seconds": round(generation_seconds, 2)}
+    print(format_report(result))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def ensure_model(cache_dir: Path, width: float) -> tuple[Path, Path, float]:
+    """Seeded random-init slowfast (MMTM) checkpoint and its FP32 ONNX export, cached."""
+    from mvrt.checkpoint import save_checkpoint
+    from mvrt.config import ModelConfig
+    from mvrt.export.onnx_export import export_onnx
+    from mvrt.models import build_model
+
+    stem = f"slowfast_w{width:g}_mmtm_seed{SEED}"
+    checkpoint, onnx_path = cache_dir / f"{stem}.safetensors", cache_dir / f"{stem}.onnx"
+    if checkpoint.exists() and onnx_path.exists():
+        return checkpoint, onnx_path, 0.0
+    import torch
+
+    start = time.perf_counter()
+    config = ModelConfig(arch="slowfast", width=width, mmtm=True, trained_on=f"nothing: random init seed {SEED} (benchmark)")
+    torch.manual_seed(SEED)
+    model = build_model(config)
+    _randomise_batchnorm(model)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    partial_checkpoint, partial_onnx = cache_dir / f"{stem}.partial.safetensors", cache_dir / f"{stem}.partial.onnx"
+    save_checkpoint(model.eval(), config, partial_checkpoint)
+    partial_checkpoint.replace(checkpoint)
+    export_onnx(checkpoint, config, partial_onnx)
+    partial_onnx.replace(onnx_path)
+    return checkpoint, onnx_path, time.perf_counter() - start
+
+
+def _randomise_batchnorm(model) -> None:
+    """Non-trivial BN statistics, so that BN folding in the export is really exercised."""
+    import torch
+
+    gen = torch.Generator().manual_seed(SEED)
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.running_mean.copy_(0.1 * torch.randn(module.running_mean.shape, generator=gen))
+            module.running_var.copy_(0.5 + torch.rand(module.running_var.shape, generator=gen))
+
+
+def benchmark(video: Path, checkpoint: Path, onnx_path: Path, args: argparse.Namespace) -> dict:
+    """Time both paths `args.repeat` times (medians) and check that they agree."""
+    from mvrt.checkpoint import load_checkpoint
+    from mvrt.runtime.engines import open_engine
+    from mvrt.runtime.frontend import native_available
+    from mvrt.runtime.media_features import file_windows
+    from mvrt.runtime.probe import probe
+
+    path = str(video)
+    spec = VideoSpec(seconds=args.seconds, height=args.height, fps=args.fps)
+    info = probe(path, require_streams=True)
+    implementation = "native" if native_available() else "numpy"
+    model, config = load_checkpoint(checkpoint)
+    windows = file_windows(path, config)
+    _read_through(video)  # page cache warm for both paths alike
+    load_before = os.getloadavg()[0]
+    mvrt_runs, base_runs = [], []
+    with open_engine(onnx_path, backend="onnxruntime", providers="cpu", threads=args.threads) as engine:
+        _warm_up(engine, model, config)
+        for _ in range(args.repeat):
+            run, mvrt_feeds0, mvrt_audio0, mvrt_frames0, ort_logits = time_mvrt(
+                path, windows, config, engine, args.batch_size, implementation)
+            mvrt_runs.append(run)
+            base_runs.append(_baseline.run_baseline(path, windows, config, model))
+        torch_logits0 = _torch_logits(model, config, mvrt_feeds0)
+        threads = engine.threads or _intra_threads()
+    base = base_runs[-1]
+    load = {"load_average_1min_before": round(load_before, 2), "load_average_1min_after": round(os.getloadavg()[0], 2)}
+    agreement = _baseline.check_agreement(path, mvrt_audio0, mvrt_frames0, mvrt_feeds0, base, config,
+                                          ort_logits, torch_logits0)
+    return {
+        "machine": machine_info() | load,
+        "video": {"path": path, **asdict(spec), "width": spec.width,
+                  "duration_seconds": round(info.duration_seconds, 3), "windows": len(windows),
+                  "decoded_frames": base.decoded_frames, "b_frames": base.b_frames},
+        "model": {"arch": config.arch, "width": config.width, "mmtm": config.mmtm, "onnx": str(onnx_path),
+                  "parameters": sum(p.numel() for p in model.parameters())},
+        "options": {"batch_size": args.batch_size, "ort_threads": threads, "repeat": args.repeat,
+                    "frontend": implementation, "torch_threads": _torch_threads()},
+        **summarise(mvrt_runs, base_runs, info.duration_seconds),
+        "agreement": agreement,
+    }
+
+
+def time_mvrt(path, windows, config, engine, batch_size: int, implementation: str):
+    """Stage-by-stage mvrt run, then the real pipeline end to end (threads overlapping)."""
+    from mvrt.runtime.decode import iter_window_audio, iter_window_frames
+    from mvrt.runtime.features import window_features
+    from mvrt.runtime.pipeline import PipelineConfig, run_pipeline
+    from mvrt.runtime.results import VideoResult
+
+    fe = config.frontend
+    t0 = time.perf_counter()
+    audio = list(iter_window_audio(path, windows, sorted(set(config.audio_inputs.values())), fe.window_seconds))
+    t1 = time.perf_counter()
+    frames = list(iter_window_frames(path, windows, frames=fe.frames, size=fe.image_size))
+    t2 = time.perf_counter()
+    feeds = [window_features(a, f, config, implementation=implementation) for a, f in zip(audio, frames)]
+    t3 = time.perf_counter()
+    logits = []
+    for i in range(0, len(feeds), batch_size):
+        batch = {name: np.stack([f[name] for f in feeds[i:i + batch_size]]) for name in config.input_names}  # (B, ...)
+        logits.append(engine.infer(batch))
+    t4 = time.perf_counter()
+    video_result = None
+    for event in run_pipeline(engine, [path], PipelineConfig(batch_size=batch_size, frontend=implementation)):
+        video_result = event if isinstance(event, VideoResult) else video_result
+    t5 = time.perf_counter()
+    if video_result is None or not video_result.ok:
+        raise RuntimeError(f"mvrt pipeline failed on {path}: {getattr(video_result, 'error', 'no result')}")
+    run = MvrtRun(t2 - t0, t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)
+    pipeline_logits = np.stack([w.logits for w in video_result.windows])
+    return run, feeds[0], audio[0], frames[0], {"staged": np.concatenate(logits), "pipeline": pipeline_logits}
+
+
+def _warm_up(engine, model, config) -> None:
+    """Untimed: one batch-1 inference on each engine (first-call allocations), librosa imports."""
+    import torch
+
+    rng = np.random.default_rng(SEED)
+    feeds = {n: rng.standard_normal((1, *s), dtype=np.float32) for n, s in config.input_shapes().items()}
+    engine.infer(feeds)
+    _baseline.warm_up()
+    with torch.inference_mode():
+        model(*[torch.from_numpy(feeds[n]) for n in config.input_names])
+
+
+def _torch_logits(model, config, feeds: dict) -> np.ndarray:
+    import torch
+
+    with torch.inference_mode():
+        return model(*[torch.from_numpy(feeds[n][None]) for n in config.input_names])[0].numpy()  # (classes,)
+
+
+def summarise(mvrt_runs: list[MvrtRun], base_runs: list, media_seconds: float) -> dict:
+    """Median of each stage over the repeats, speed-ups and real-time factors."""
+    fields = {"decode": "decode_seconds", "front-end": "frontend_seconds", "engine": "engine_seconds",
+              "end-to-end": "end_to_end_seconds"}
+    rows = {}
+    for row, attr in fields.items():
+        base = statistics.median(getattr(r, attr) for r in base_runs)
+        mvrt = statistics.median(getattr(r, attr) for r in mvrt_runs)
+        rows[row] = {"baseline_seconds": round(base, 4), "mvrt_seconds": round(mvrt, 4), "speedup": round(base / mvrt, 2)}
+    details = {
+        "baseline_audio_decode_seconds": statistics.median(r.audio_decode_seconds for r in base_runs),
+        "baseline_video_decode_seconds": statistics.median(r.video_decode_seconds for r in base_runs),
+        "mvrt_audio_decode_seconds": statistics.median(r.audio_decode_seconds for r in mvrt_runs),
+        "mvrt_video_decode_seconds": statistics.median(r.video_decode_seconds for r in mvrt_runs),
+    }
+    rtf = {side: round(media_seconds / rows["end-to-end"][f"{side}_seconds"], 2) for side in ("baseline", "mvrt")}
+    runs = {"mvrt": [_rounded(asdict(r)) for r in mvrt_runs],
+            "baseline": [_rounded({f: getattr(r, f) for f in asdict(mvrt_runs[0])}) for r in base_runs]}
+    return {"rows": rows, "rtf": rtf, "stage_details": _rounded(details), "runs": runs}
+
+
+def _rounded(values: dict) -> dict:
+    return {k: round(v, 4) for k, v in values.items()}
+
+
+def format_report(result: dict) -> str:
+    m, v, mo, o = result["machine"], result["video"], result["model"], result["options"]
+    lines = [
+        f"CPU: {m['cpu']} ({m['cores']} logical cores); onnxruntime {m['onnxruntime']}, torch {m['torch']}, "
+        f"av {m['av']} (libavcodec {m['libavcodec']}), librosa {m['librosa']}, python {m['python']}; load average "
+        f"{m['load_average_1min_before']:g} before, {m['load_average_1min_after']:g} after",
+        f"video: {v['duration_seconds']:g} s {v['width']}x{v['height']} {v['fps']} fps H.264 ({v['preset']}, crf "
+        f"{v['crf']}, bf {v['bframes']}, gop {v['gop']}; {v['b_frames']}/{v['decoded_frames']} B-frames) + AAC "
+        f"{v['audio_channels']} ch {v['audio_rate']} Hz; {v['windows']} windows of 30 s",
+        f"model: {mo['arch']} width {mo['width']:g} MMTM, {mo['parameters']:,} parameters, random init, ONNX FP32; "
+        f"mvrt: ORT CPU {o['ort_threads']} threads, batch {o['batch_size']}, {o['frontend']} front-end; "
+        f"baseline: torch eager {o['torch_threads']} threads, batch 1; median of {o['repeat']} run(s)",
+        "",
+        "| stage | baseline (s) | mvrt (s) | speed-up |",
+        "|---|---:|---:|---:|",
+    ]
+    for row in ROWS:
+        r = result["rows"][row]
+        lines.append(f"| {row} | {r['baseline_seconds']:.2f} | {r['mvrt_seconds']:.2f} | {r['speedup']:.1f}x |")
+    rtf = result["rtf"]
+    lines.append(f"| real-time factor (media s / wall s) | {rtf['baseline']:.1f} | {rtf['mvrt']:.1f} | |")
+    a = result["agreement"]
+    lines += ["", f"agreement ({'OK' if a['ok'] else 'FAILED'}): "
+              + ", ".join(f"{k} {a['measured'][k]:.3g} (tol {a['tolerance'][k]:g})" for k in a["measured"])]
+    lines.append(f"logits: ORT vs torch max |d| {a['logits_ort_vs_torch_max_abs']:.3g} (|logits| up to "
+                 f"{a['logits_abs_max']:.3g}); mvrt vs baseline end to end {a['logits_mvrt_vs_baseline_all_windows_max_abs']:.3g}")
+    return "\n".join(lines)
+
+
+def machine_info() -> dict:
+    import av
+    import librosa
+    import onnxruntime
+    import torch
+
+    cpu = platform.processor() or "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "onnxruntime": onnxruntime.__version__,
+        "torch": torch.__version__,
+        "av": av.__version__,
+        "libavcodec": ".".join(map(str, av.library_versions.get("libavcodec", ()))) or "?",
+        "librosa": librosa.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def _read_through(path: Path) -> None:
+    with open(path, "rb") as f:
+        while f.read(1 << 22):
+            pass
+
+
+def _intra_threads() -> int:
+    from mvrt.runtime.engines.onnxruntime_engine import physical_cores
+
+    return physical_cores()
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+# --- generated media --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VideoSpec:
+    """The benchmark video: H.264 with B-frames + stereo AAC, 16:9."""
+
+    seconds: float
+    height: int
+    fps: int
+    preset: str = "veryfast"
+    crf: int = 23
+    bframes: int = 3
+    gop: int = 250
+    audio_rate: int = 44100
+    audio_channels: int = 2
+
+    @property
+    def width(self) -> int:
+        return int(round(self.height * 16 / 9 / 2)) * 2
+
+    def file_name(self) -> str:
+        return (f"clip_{self.seconds:g}s_{self.width}x{self.height}_{self.fps}fps_{self.preset}_crf{self.crf}"
+                f"_bf{self.bframes}_g{self.gop}_aac{self.audio_rate}.mp4")
+
+
+def ensure_video(cache_dir: Path, spec: VideoSpec) -> tuple[Path, float]:
+    """The cached video for `spec`, generated first if missing; (path, generation seconds or 0)."""
+    path = cache_dir / spec.file_name()
+    if path.exists():
+        return path, 0.0
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    partial = path.with_suffix(".partial.mp4")
+    write_video(partial, spec)
+    partial.replace(path)
+    return path, time.perf_counter() - start
+
+
+def write_video(path: Path, spec: VideoSpec) -> None:
+    """Panning textures with a scene cut every 8 s and a bouncing block; chords, beat and hats."""
+    import av
+
+    rng = np.random.default_rng(SEED)
+    w, h, margin = spec.width, spec.height, max(16, spec.height // 6) // 2 * 2
+    scenes = [_texture(rng, h + 2 * margin, w + 2 * margin) for _ in range(2)]
+    with av.open(str(path), "w") as out:
+        vs = out.add_stream("libx264", rate=spec.fps, options={
+            "preset": spec.preset, "crf": str(spec.crf), "bf": str(spec.bframes), "g": str(spec.gop)})
+        vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
+        aus = out.add_stream("aac", rate=spec.audio_rate, layout="stereo" if spec.audio_channels == 2 else "mono")
+        audio_pos, total_samples, chunk = 0, int(round(spec.seconds * spec.audio_rate)), 1024
+        for i in range(int(round(spec.seconds * spec.fps))):
+            t = i / spec.fps
+            frame = av.VideoFrame.from_ndarray(_frame_yuv(scenes[int(t // 8) % 2], t, w, h, margin), format="yuv420p")
+            frame.pts = i
+            out.mux(vs.encode(frame))
+            while audio_pos < min(total_samples, (t + 1 / spec.fps) * spec.audio_rate):
+                n = min(chunk, total_samples - audio_pos)
+                samples = _music(np.arange(audio_pos, audio_pos + n), spec.audio_rate, spec.audio_channels)
+                af = av.AudioFrame.from_ndarray(samples, format="fltp", layout=aus.layout.name)
+                af.sample_rate, af.pts = spec.audio_rate, audio_pos
+                out.mux(aus.encode(af))
+                audio_pos += n
+        out.mux(vs.encode(None))
+        out.mux(aus.encode(None))
+
+
+def _texture(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """(3, H, W) uint8 Y/U/V canvases: smooth blobs plus fine noise."""
+    coarse = rng.integers(30, 225, (3, height // 32 + 2, width // 32 + 2)).astype(np.float32)
+    smooth = np.kron(coarse, np.ones((32, 32), np.float32))[:, :height, :width]  # (3, H, W)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    waves = 40 * np.sin(xx / 23.0) * np.cos(yy / 31.0)
+    canvas = 0.6 * smooth + 0.4 * (128 + waves) + rng.normal(0, 6, (3, height, width))
+    canvas[1:] = 128 + 0.4 * (canvas[1:] - 128)  # moderate chroma: colours stay inside the RGB gamut
+    return np.clip(canvas, 0, 255).astype(np.uint8)
+
+
+def _frame_yuv(canvas: np.ndarray, t: float, w: int, h: int, margin: int) -> np.ndarray:
+    """(H * 3 / 2, W) yuv420p: the canvas panned with time, plus a bright moving block."""
+    dy = int(margin * (1 + np.sin(2 * np.pi * t / 5.0)))
+    dx = int(margin * (1 + np.cos(2 * np.pi * t / 7.0)))
+    y = canvas[0, dy:dy + h, dx:dx + w].copy()
+    size = h // 6
+    by = int((h - size) * abs(np.sin(2 * np.pi * t / 3.0)))
+    bx = int((w - size) * abs(np.sin(2 * np.pi * t / 4.3)))
+    u = canvas[1, dy:dy + h:2, dx:dx + w:2].copy()
+    v = canvas[2, dy:dy + h:2, dx:dx + w:2].copy()
+    y[by:by + size, bx:bx + size] = 235  # white block: neutral chroma
+    u[by // 2:(by + size) // 2, bx // 2:(bx + size) // 2] = 128
+    v[by // 2:(by + size) // 2, bx // 2:(bx + size) // 2] = 128
+    return np.concatenate([y.ravel(), u.ravel(), v.ravel()]).reshape(h * 3 // 2, w)  # planes stacked: (H * 3 / 2, W)
+
+
+def _music(n: np.ndarray, rate: int, channels: int) -> np.ndarray:
+    """(channels, len(n)) float32 at 120 bpm: a 4-chord progression, kick and hi-hats."""
+    t = n / rate
+    chords = np.array([[220.0, 277.18, 329.63], [196.0, 246.94, 293.66], [174.61, 220.0, 261.63], [164.81, 207.65, 246.94]])
+    notes = chords[(t // 2).astype(np.int64) % 4]  # (n, 3)
+    beat = t % 0.5
+    tone = (np.sin(2 * np.pi * notes * t[:, None]).sum(axis=1) / 3) * (0.3 + 0.7 * np.exp(-4 * beat))
+    kick = np.sin(2 * np.pi * 55 * t * (1 + np.exp(-30 * beat))) * np.exp(-12 * beat)
+    noise = np.random.default_rng(int(n[0]) if n.size else 0).uniform(-1, 1, n.size)
+    hats = noise * np.exp(-60 * ((t + 0.25) % 0.5))
+    left = 0.25 * tone + 0.35 * kick + 0.08 * hats
+    right = 0.25 * tone + 0.30 * kick + 0.12 * hats
+    return np.stack([left, right][:channels] if channels == 2 else [(left + right) / 2]).astype(np.float32)
+
+
+if __name__ == "__main__":
+    outcome = main()
+    sys.exit(0 if outcome["agreement"]["ok"] else 1)
