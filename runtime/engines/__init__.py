@@ -14,7 +14,7 @@ __all__ = ["BACKENDS", "Engine", "OnnxRuntimeEngine", "open_engine"]
 
 BACKENDS = ("auto", "onnxruntime", "torch", "tensorrt")
 _PLAN_SUFFIXES = (".plan", ".engine", ".trt")
-_OPTIONS = {"onnxruntime": ("providers", "threads"), "torch": ("device", "threads")}
+_OPTIONS = {"onnxruntime": ("providers", "threads"), "torch": ("device", "threads", "precision", "cuda_graphs")}
 
 
 def open_engine(model_path: str | os.PathLike, backend: str = "auto", **kwargs) -> Engine:

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from mvrt._cli_engine import add_engine_options, engine_options
 from mvrt.errors import UsageError
 
 EXIT_OK, EXIT_FAILED = 0, 1
@@ -44,17 +45,14 @@ def add_infer(sub) -> None:
         "csv and jsonl on stdout stay machine-clean. Exit code 1 if any input failed.",
     )
     p.add_argument("videos", nargs="+", metavar="VIDEO", help="media files (MP4, MKV, WebM, ...)")
-    p.add_argument("--model", required=True, help="ONNX model (.onnx) or checkpoint (.safetensors)")
-    p.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "torch"),
-                   help="inference backend (default: onnxruntime for .onnx, torch for .safetensors)")
+    p.add_argument("--model", required=True, help="ONNX model (.onnx), checkpoint (.safetensors) or TensorRT plan (.plan)")
     p.add_argument("--window", type=_positive_float, default=None, metavar="SECONDS",
                    help="window length; must equal the model's (default: the model's, 30 s)")
     p.add_argument("--hop", type=_positive_float, default=None, metavar="SECONDS",
                    help="spacing of window starts (default: the window length, no overlap)")
     p.add_argument("--batch-size", type=_positive_int, default=4, metavar="N",
                    help="windows per engine call, drawn from any input (default: 4)")
-    p.add_argument("--threads", type=_positive_int, default=None, metavar="N",
-                   help="engine threads (default: the backend's choice)")
+    add_engine_options(p)
     p.add_argument("--format", default="table", choices=("table", "json", "csv", "jsonl"),
                    help="output format (default: table); jsonl streams one line per window and video")
     p.add_argument("--output", "-o", default=None, metavar="FILE", help="write results here instead of stdout")
@@ -68,7 +66,7 @@ def run_infer(args) -> int:
     from mvrt.runtime.pipeline import PipelineConfig
 
     pipeline = PipelineConfig(batch_size=args.batch_size, window_seconds=args.window, hop_seconds=args.hop)
-    options = {"threads": args.threads} if args.threads else {}
+    options = engine_options(args)
     with load_model(args.model, backend=args.backend, **options) as model:
         from mvrt.report import model_summary
 

@@ -27,6 +27,7 @@ Typical use:
 
 def build_parser() -> argparse.ArgumentParser:
     from mvrt import _cli_commands as commands
+    from mvrt._cli_bench import add_bench
 
     parser = argparse.ArgumentParser(
         prog="mvrt", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -39,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_info(sub)
     commands.add_init_model(sub)
     commands.add_standin(sub)
+    add_bench(sub)
     return parser
 
 

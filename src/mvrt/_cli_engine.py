@@ -1,0 +1,52 @@
+"""Engine options shared by `mvrt infer` and `mvrt bench`: flags -> engine keyword arguments."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mvrt.errors import UsageError
+
+BACKEND_CHOICES = ("auto", "onnxruntime", "torch", "tensorrt")
+_BY_SUFFIX = {".onnx": "onnxruntime", ".safetensors": "torch", ".plan": "tensorrt", ".engine": "tensorrt"}
+
+
+def add_engine_options(parser) -> None:
+    parser.add_argument("--backend", default="auto", choices=BACKEND_CHOICES,
+                        help="inference backend (default: by file type: .onnx -> onnxruntime, "
+                        ".safetensors -> torch, .plan -> tensorrt)")
+    parser.add_argument("--device", default=None, choices=("cpu", "cuda"),
+                        help="onnxruntime: CPU or CUDA execution provider; torch: device (default: cpu)")
+    parser.add_argument("--precision", default=None, choices=("fp32", "fp16"),
+                        help="torch only: compute precision on CUDA (ONNX models carry theirs in the graph)")
+    parser.add_argument("--cuda-graphs", action="store_true",
+                        help="torch on CUDA only: capture and replay a CUDA graph per batch size")
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="CPU threads for the engine (default: the backend's choice)")
+
+
+def resolve_backend(model: str, backend: str) -> str:
+    if backend != "auto":
+        return backend
+    return _BY_SUFFIX.get(Path(model).suffix.lower(), "auto")
+
+
+def engine_options(args) -> dict:
+    """Keyword arguments for `open_engine`, refusing flags the chosen backend cannot honour."""
+    backend = resolve_backend(args.model, args.backend)
+    options: dict = {}
+    if args.threads is not None:
+        if args.threads < 1:
+            raise UsageError(f"--threads must be at least 1, got {args.threads}")
+        options["threads"] = args.threads
+    if backend == "torch":
+        options.update(device=args.device or "cpu", precision=args.precision or "fp32", cuda_graphs=args.cuda_graphs)
+        return options
+    if args.precision is not None or args.cuda_graphs:
+        flag = "--precision" if args.precision is not None else "--cuda-graphs"
+        raise UsageError(f"{flag} applies to the torch backend only; {backend} models carry their precision "
+                         f"in the graph (see `mvrt export --precision`)")
+    if backend == "onnxruntime" and args.device is not None:
+        options["providers"] = [args.device]
+    elif backend == "tensorrt" and args.device == "cpu":
+        raise UsageError("--device cpu conflicts with a TensorRT engine, which runs on the GPU")
+    return options
