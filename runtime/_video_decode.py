@@ -6,6 +6,10 @@ with PTS <= t (the first frame if none). A frame is resized (inside `frame.refor
 interpolation) only once it is known to be displayed at some target, so most frames are
 never converted. The decoder seeks only when the stream's index shows a keyframe between
 the current position and the next target that is worth jumping to.
+
+Packets are demuxed and sent to the decoder one by one, so that those whose frame no target
+shows and no other frame needs (H.264 non-reference pictures) are never decoded at all
+(`_packet_skip`, `_h264_refs`): the frames chosen stay bit-identical.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ import numpy as np
 from av.video.reformatter import Interpolation
 
 from mvrt.errors import UsageError
+from mvrt.runtime._h264_refs import H264Refs
+from mvrt.runtime._packet_skip import SkipPlan, packets_to_decode
 from mvrt.runtime.probe import (
     PathLike,
     expected_end_seconds,
@@ -46,6 +52,7 @@ class VideoDecodeStats:
     frames_decoded: int = 0
     frames_converted: int = 0
     seeks: int = 0
+    packets_skipped: int = 0
 
 
 class _Targets:
@@ -92,19 +99,33 @@ class _WindowFrames:
 class _Decoder:
     """Forward decoding of one video stream with optional index-guided seeks."""
 
-    def __init__(self, container, stream, path: str, stats: VideoDecodeStats, seek: bool):
+    def __init__(
+        self, container, stream, path: str, stats: VideoDecodeStats, seek: bool, skip: SkipPlan | None
+    ):
         self.container, self.stream, self.path, self.stats = container, stream, path, stats
         self.allow_seek = seek
+        self.skip = skip
         rate = stream.average_rate or stream.guessed_rate
         self.frame_seconds = 1.0 / float(rate) if rate else 0.0
         self.last_time: float | None = None
         self._frames = self._decode()
 
+    def _packets(self) -> Iterator["av.Packet"]:
+        """Demuxed packets from the current position (a fresh lookahead after every seek)."""
+        packets = self.container.demux(self.stream)
+        if self.skip is None:
+            return packets
+        return packets_to_decode(packets, self.skip, self._count_skip)
+
+    def _count_skip(self) -> None:
+        self.stats.packets_skipped += 1
+
     def _decode(self) -> Iterator["av.VideoFrame"]:
         try:
-            for frame in self.container.decode(self.stream):
-                self.stats.frames_decoded += 1
-                yield frame
+            for packet in self._packets():  # ends with an empty packet, which flushes
+                for frame in self.stream.decode(packet):
+                    self.stats.frames_decoded += 1
+                    yield frame
         except av.error.FFmpegError as exc:
             where = f" near {self.last_time:.2f} s" if self.last_time is not None else ""
             raise media_error(
@@ -118,7 +139,9 @@ class _Decoder:
             return None
         if frame.time is not None:
             time = float(frame.time)
-        else:  # no timestamp: assume the nominal frame rate
+        else:  # no timestamp: assume the nominal frame rate (so every frame must be decoded)
+            if self.skip is not None:
+                self.skip.enabled = False
             time = self.last_time + self.frame_seconds if self.last_time is not None else 0.0
         self.last_time = time
         return frame, time
@@ -169,8 +192,13 @@ class _Decoder:
         return self.next_frame()
 
     def load_index(self) -> None:
-        """Matroska loads its keyframe index (Cues) on the first seek: seek to the start."""
-        if not self.allow_seek or len(self.stream.index_entries) > 1:
+        """Matroska loads its keyframe index (Cues) on the first seek: seek to the start.
+
+        Only Matroska: formats without an index (MPEG-TS) seek by byte position, which can
+        land after the first keyframe and lose every frame before the next one.
+        """
+        matroska = "matroska" in self.container.format.name
+        if not self.allow_seek or not matroska or len(self.stream.index_entries) > 1:
             return
         try:
             self.container.seek(
@@ -214,6 +242,14 @@ def _check_windows(windows: Sequence[Window], frames: int, size: int) -> None:
         raise UsageError("windows must be given in order of their start time")
 
 
+def _skip_plan(stream, targets: _Targets) -> SkipPlan | None:
+    """How to skip non-reference packets, for the codecs where that is known to be safe."""
+    if stream.codec_context.name != "h264":
+        return None
+    refs = H264Refs(stream.codec_context.extradata)
+    return SkipPlan(targets.times, refs.droppable, _EPS_SECONDS)
+
+
 def _first_video_stream(container, path: str):
     if not container.streams.video:
         raise media_error(path, "no video stream")
@@ -247,12 +283,14 @@ def iter_window_frames(
     size: int = 128,
     *,
     seek: bool = True,
+    skip_nonref: bool = True,
     stats: VideoDecodeStats | None = None,
 ) -> Iterator[np.ndarray]:
     """Per window (in order): uint8 (frames, size, size, 3) RGB frames displayed at its targets.
 
     Targets are `window.frame_times(frames)` from the media origin. One forward pass serves
-    all windows (overlapping ones share it); `seek=False` forbids seeking.
+    all windows (overlapping ones share it); `seek=False` forbids seeking, and
+    `skip_nonref=False` decodes even the non-reference frames that no target shows.
     """
     name = os.fspath(path)
     _check_windows(windows, frames, size)
@@ -263,7 +301,8 @@ def iter_window_frames(
         stream = _first_video_stream(container, name)
         targets = _Targets(windows, frames, origin_seconds(container))
         out = _WindowFrames(len(windows), frames, size)
-        decoder = _Decoder(container, stream, name, stats, seek)
+        skip = _skip_plan(stream, targets) if skip_nonref else None
+        decoder = _Decoder(container, stream, name, stats, seek, skip)
         if np.diff(targets.times, prepend=origin_seconds(container)).max() >= MIN_SKIP_SECONDS:
             decoder.load_index()
         convert = _Converter(size, stats)

@@ -107,17 +107,30 @@ def test_seeking_skips_gops_and_matches_a_forward_pass(tmp_path, name):
     # at 12 s: the frame shown then comes from the GOP before.
     windows = _windows(0.5, 11.92875, 25.0)
     frame_seconds = np.arange(600) / FPS
-    seeking = _check_choice(path, windows, frame_seconds)
-    forward = _check_choice(path, windows, frame_seconds, seek=False)
+    # Every packet decoded here (seeking alone is measured); skipping: test_video_skip.py.
+    seeking = _check_choice(path, windows, frame_seconds, skip_nonref=False)
+    forward = _check_choice(path, windows, frame_seconds, seek=False, skip_nonref=False)
     assert seeking.seeks == 2 and forward.seeks == 0
     assert forward.frames_decoded >= 26 * FPS
     assert seeking.frames_decoded < forward.frames_decoded / 3  # measured: 134 vs 522
 
 
+def test_transport_stream_with_gaps_between_windows(tmp_path):
+    # No index: a seek to the start (as done to load Matroska's index) lands mid-GOP in
+    # MPEG-TS and loses every frame before the next keyframe (here: all of them).
+    path = write_indexed(tmp_path / "clip.ts", count=80, bframes=True)
+    stats = _check_choice(path, _windows(0.0, 2.5), np.arange(80) / FPS)
+    assert stats.seeks == 0
+
+
 def test_contiguous_windows_decode_the_stream_once(tmp_path):
     path = write_indexed(tmp_path / "short_gop.mp4", count=80, gop=10)
-    stats = _check_choice(path, _windows(0.0, 1.0, 2.0, 3.0), np.arange(80) / FPS)
+    windows = _windows(0.0, 1.0, 2.0, 3.0)
+    stats = _check_choice(path, windows, np.arange(80) / FPS, skip_nonref=False)
     assert stats.seeks == 0 and stats.frames_decoded == 80
+    # Skipping non-reference packets: each packet is still handled exactly once.
+    stats = _check_choice(path, windows, np.arange(80) / FPS)
+    assert stats.seeks == 0 and stats.frames_decoded + stats.packets_skipped == 80
 
 
 def test_frames_are_resized_whole_with_area_averaging(tmp_path):

@@ -1,0 +1,118 @@
+"""Packets that never need decoding: droppable, and shown at no target (exact skipping).
+
+A packet may stay away from the decoder when (a) no other frame depends on it (the codec's
+`droppable` test, e.g. an H.264 non-reference picture) and (b) its frame is displayed at no
+target: with p its presentation time and q the next presentation time in the stream, no
+target t has p <= t + eps < q. Packets arrive in decode order, so q is looked for among the
+packets already passed and a lookahead of the next ones; any later presentation time bounds
+q from above, which only widens the interval checked, so a q found anywhere is safe.
+
+Never skipped: packets without a PTS (or near one without), a PTS shared with another packet,
+the stream's earliest frame since the start or a seek (it is shown at targets before it),
+the latest one (it stays on screen), and discarded or corrupt packets.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import Callable, Iterator
+
+import av
+import numpy as np
+
+# H.264 reorders at most 16 frames; the lookahead reaches well past that.
+LOOKAHEAD_PACKETS = 32
+# Widens the display interval checked, beyond the decoder's own tolerance (float rounding).
+_SLACK_SECONDS = 1e-6
+
+
+class SkipPlan:
+    """The targets (sorted seconds in the stream's timeline) and the codec's droppability test."""
+
+    def __init__(self, target_seconds: np.ndarray, droppable: Callable[[bytes], bool], eps_seconds: float):
+        self.targets = np.asarray(target_seconds, np.float64)
+        self.droppable = droppable
+        self.eps_seconds = eps_seconds
+        self.enabled = True  # cleared when frames turn up without timestamps
+
+    def displayed(self, start_seconds: float, next_seconds: float) -> bool:
+        """Is a frame shown from `start_seconds` until `next_seconds` picked by any target?"""
+        low = start_seconds - self.eps_seconds - _SLACK_SECONDS
+        high = next_seconds - self.eps_seconds + _SLACK_SECONDS
+        i = int(np.searchsorted(self.targets, low, side="left"))
+        return i < self.targets.size and self.targets[i] < high
+
+
+def _seconds(packet: "av.Packet") -> float | None:
+    """Presentation time exactly as `frame.time` computes it from the same PTS."""
+    if packet.pts is None or packet.time_base is None:
+        return None
+    base = packet.time_base
+    return float(packet.pts) * base.numerator / base.denominator
+
+
+def _next_seconds(seconds: float, neighbours) -> float | None:
+    """Smallest presentation time after `seconds` among the neighbours; None if unsafe."""
+    found = math.inf
+    for other, shown in neighbours:
+        if other is None or other == seconds:
+            return None  # timing unknown nearby, or two frames at one instant
+        if shown and seconds < other < found:
+            found = other
+    return found if found < math.inf else None
+
+
+class _Lookahead:
+    """Demuxed packets not yet handed on, read ahead; a read error waits until they are."""
+
+    def __init__(self, packets: Iterator["av.Packet"]):
+        self.packets, self.queue = packets, deque()
+        self.error: BaseException | None = None
+        self.ended = False
+
+    def fill(self) -> None:
+        while not self.ended and len(self.queue) <= LOOKAHEAD_PACKETS:
+            try:
+                packet = next(self.packets)
+            except StopIteration:
+                self.ended = True
+                break
+            except av.error.FFmpegError as exc:
+                self.error, self.ended = exc, True
+                break
+            self.queue.append((packet, _seconds(packet), not (packet.is_discard or packet.is_corrupt)))
+
+    def timing(self):
+        """(seconds, shown) of the queued packets that carry data (not the final flush)."""
+        return ((s, shown) for packet, s, shown in self.queue if packet.size)
+
+
+def packets_to_decode(
+    packets: Iterator["av.Packet"], plan: SkipPlan, on_skip: Callable[[], None]
+) -> Iterator["av.Packet"]:
+    """`packets` (decode order) minus those that need no decoding; `on_skip()` per skipped one."""
+    ahead = _Lookahead(packets)
+    history: deque = deque(maxlen=LOOKAHEAD_PACKETS)  # (seconds, shown) of packets passed
+    earliest_sent = math.inf
+    while True:
+        ahead.fill()
+        if not ahead.queue:
+            break
+        packet, seconds, shown = ahead.queue.popleft()
+        if not packet.size:  # the flush packet at the end of the stream
+            yield packet
+            continue
+        droppable = plan.droppable(bytes(packet))  # every packet: the test may track state
+        if droppable and plan.enabled and shown and seconds is not None and earliest_sent < seconds:
+            following = _next_seconds(seconds, [*history, *ahead.timing()])
+            if following is not None and not plan.displayed(seconds, following):
+                on_skip()
+                history.append((seconds, shown))
+                continue
+        if seconds is not None:
+            earliest_sent = min(earliest_sent, seconds)
+        history.append((seconds, shown))
+        yield packet
+    if ahead.error is not None:
+        raise ahead.error
