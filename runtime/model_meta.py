@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from mvrt.config import ModelConfig
-from mvrt.errors import BackendError, ModelError
+from mvrt.errors import ModelError
 
 CONFIG_KEY = "mvrt_config"
 CHECKPOINT_SHA_KEY = "checkpoint_sha256"
@@ -46,8 +46,10 @@ def read_model_config(path: str | os.PathLike) -> ModelConfig:
     if suffix == ".onnx":
         return read_onnx_config(path)
     if suffix in (".plan", ".engine", ".trt"):
-        raise BackendError(f"{path}: TensorRT plans are not supported yet; use the .onnx model")
-    raise ModelError(f"{path}: unknown model file type {suffix!r}; expected .onnx or .safetensors")
+        from mvrt.runtime.engines.sidecar import read_sidecar
+
+        return read_sidecar(path).model_config
+    raise ModelError(f"{path}: unknown model file type {suffix!r}; expected .onnx, .safetensors or .plan")
 
 
 def read_safetensors_header(path: str | os.PathLike) -> dict:
@@ -126,8 +128,14 @@ def describe_model(path: str | os.PathLike) -> dict:
     info["output"] = {"logits": ["batch", len(config.classes)]}
     if info["format"] == "safetensors":
         info["parameters"] = _count_parameters(read_safetensors_header(path))
-    else:
+    elif info["format"] == "onnx":
         info["checkpoint_sha256"] = read_onnx_metadata(path).get(CHECKPOINT_SHA_KEY, "")
+    else:  # a TensorRT plan: what its sidecar says about the build
+        from mvrt.runtime.engines.sidecar import read_sidecar
+
+        build = read_sidecar(path).to_dict()
+        build.pop("model_config", None)
+        info["engine"] = build
     info["size_bytes"] = path.stat().st_size
     info["sha256"] = sha256_file(path)
     return info

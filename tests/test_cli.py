@@ -137,3 +137,19 @@ def test_standin_command_writes_the_mved_layout(capsys, tmp_path):
     clips = sorted(p.relative_to(tmp_path / "d").parts[:2] for p in (tmp_path / "d").rglob("*.mp4"))
     assert clips == [("test", c) for c in ("Excited", "Fear", "Neutral", "Relaxation", "Sad", "Tension")]
     assert "wrote 6 clips" in err and "not MVED" in err
+
+
+def test_info_on_a_plan_reads_its_sidecar(capsys, tiny_models, tmp_path):
+    from mvrt.runtime.engines.sidecar import BatchProfile, EngineSidecar, write_sidecar
+
+    plan = tmp_path / "m.plan"
+    plan.write_bytes(b"\0" * 64)
+    write_sidecar(plan, EngineSidecar(
+        plan_sha256="00" * 32, plan_bytes=64, tensorrt_version="10.3.0", gpu_name="Orin",
+        compute_capability="8.7", precision="fp16", batch=BatchProfile(1, 4, 8), onnx_sha256="ab" * 32,
+        model_config=tiny_models["slowfast"].config))
+    code, out, err = run(capsys, "info", plan, "--json")
+    assert code == 0, err
+    info = json.loads(out)
+    assert info["arch"] == "slowfast" and info["format"] == "plan"
+    assert info["engine"]["precision"] == "fp16" and info["engine"]["batch"] == {"min": 1, "opt": 4, "max": 8}

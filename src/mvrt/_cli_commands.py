@@ -201,7 +201,7 @@ def run_info(args) -> int:
     from mvrt.runtime.model_meta import describe_model
 
     suffix = Path(args.file).suffix.lower()
-    if suffix in (".onnx", ".safetensors"):
+    if suffix in (".onnx", ".safetensors", ".plan", ".engine", ".trt"):
         info = describe_model(args.file)
     else:
         from dataclasses import asdict

@@ -92,10 +92,6 @@ def test_open_engine_file_errors(models, tmp_path):
     odd.write_bytes(b"x")
     with pytest.raises(ModelError, match=r"weights\.pt: unknown model file type '\.pt'"):
         open_engine(odd)
-    plan = tmp_path / "m.plan"
-    plan.write_bytes(b"x")
-    with pytest.raises(BackendError, match=r"m\.plan: TensorRT plans are not supported yet"):
-        open_engine(plan)
     with pytest.raises(UsageError, match=r"tiny\.onnx: the torch backend runs \.safetensors"):
         open_engine(onnx_path, backend="torch")
     with pytest.raises(UsageError, match=r"tiny\.safetensors: onnxruntime needs an ONNX model"):
