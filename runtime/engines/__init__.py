@@ -6,7 +6,7 @@ import importlib.util
 import os
 from pathlib import Path
 
-from mvrt.errors import BackendError, MissingDependencyError, ModelError, UsageError
+from mvrt.errors import MissingDependencyError, ModelError, UsageError
 from mvrt.runtime.engines.base import Engine
 from mvrt.runtime.engines.onnxruntime_engine import OnnxRuntimeEngine
 
@@ -14,14 +14,16 @@ __all__ = ["BACKENDS", "Engine", "OnnxRuntimeEngine", "open_engine"]
 
 BACKENDS = ("auto", "onnxruntime", "torch", "tensorrt")
 _PLAN_SUFFIXES = (".plan", ".engine", ".trt")
-_OPTIONS = {"onnxruntime": ("providers", "threads"), "torch": ("device", "threads", "precision", "cuda_graphs")}
+_OPTIONS = {"onnxruntime": ("providers", "threads"), "torch": ("device", "threads", "precision", "cuda_graphs"),
+            "tensorrt": ("device",)}
 
 
 def open_engine(model_path: str | os.PathLike, backend: str = "auto", **kwargs) -> Engine:
     """An engine for `model_path` (not yet loaded; use it as a context manager).
 
     `.onnx` runs on onnxruntime (kwargs: providers, threads); `.safetensors` checkpoints run
-    on torch (kwargs: device, threads). Other keyword arguments are a UsageError.
+    on torch (kwargs: device, threads, precision, cuda_graphs); `.plan`/`.engine` TensorRT
+    plans run on tensorrt (kwargs: device). Other keyword arguments are a UsageError.
     """
     if backend not in BACKENDS:
         raise UsageError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -30,7 +32,7 @@ def open_engine(model_path: str | os.PathLike, backend: str = "auto", **kwargs) 
         raise ModelError(f"{path}: no such model file")
     suffix = path.suffix.lower()
     if backend == "tensorrt" or suffix in _PLAN_SUFFIXES:
-        raise BackendError(f"{path}: TensorRT plans are not supported yet; run the .onnx model with --backend onnxruntime")
+        return _tensorrt_engine(path, suffix, backend, kwargs)
     if suffix == ".onnx":
         if backend == "torch":
             raise UsageError(f"{path}: the torch backend runs .safetensors checkpoints; use --backend onnxruntime")
@@ -44,6 +46,20 @@ def open_engine(model_path: str | os.PathLike, backend: str = "auto", **kwargs) 
 
         return TorchEngine(path, **_options("torch", kwargs))
     raise ModelError(f"{path}: unknown model file type {suffix!r}; expected .onnx or .safetensors")
+
+
+def _tensorrt_engine(path: Path, suffix: str, backend: str, kwargs: dict) -> Engine:
+    """A TensorRTEngine for a serialized plan (kwargs: device, a GPU index)."""
+    if suffix not in _PLAN_SUFFIXES:
+        raise UsageError(f"{path}: the tensorrt backend runs serialized plans ({', '.join(_PLAN_SUFFIXES)}); build one "
+                         "with `mvrt export MODEL --engine model.plan`, or use --backend onnxruntime")
+    if backend not in ("auto", "tensorrt"):
+        raise UsageError(f"{path}: a TensorRT plan runs on the tensorrt backend only, not {backend}")
+    if importlib.util.find_spec("tensorrt") is None and importlib.util.find_spec("tensorrt_lean") is None:
+        raise MissingDependencyError("tensorrt", "tensorrt", f"running the TensorRT plan {path.name}")
+    from mvrt.runtime.engines.tensorrt_engine import TensorRTEngine
+
+    return TensorRTEngine(path, **_options("tensorrt", kwargs))
 
 
 def _options(backend: str, kwargs: dict) -> dict:

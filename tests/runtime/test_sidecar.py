@@ -1,0 +1,146 @@
+"""TensorRT sidecar: round trip, machine validation with the rebuild command, plan hash, errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+
+import pytest
+
+from mvrt.config import FrontendConfig, ModelConfig
+from mvrt.errors import ModelError
+from mvrt.runtime.engines.sidecar import (
+    BatchProfile,
+    EngineSidecar,
+    Machine,
+    check_plan_hash,
+    read_sidecar,
+    rebuild_command,
+    sidecar_path,
+    validate_sidecar,
+    write_sidecar,
+)
+
+CONFIG = ModelConfig(arch="musicvideo", width=1 / 16, frontend=FrontendConfig(window_seconds=4.0))
+BUILT_ON = Machine(tensorrt_version="10.3.0.30", gpu_name="Orin (nvgpu)", compute_capability="8.7", dla_cores=2)
+REBUILD = r"rebuild it with `mvrt export model\.safetensors --engine \S+x\.plan --batch 1:2:4 --precision fp16`"
+
+
+@pytest.fixture
+def plan(tmp_path):
+    """A plan file (its bytes are opaque here) and the sidecar describing it."""
+    path = tmp_path / "x.plan"
+    path.write_bytes(bytes(range(256)) * 10)
+    sidecar = EngineSidecar(
+        plan_sha256=hashlib.sha256(path.read_bytes()).hexdigest(), plan_bytes=2560,
+        tensorrt_version=BUILT_ON.tensorrt_version, gpu_name=BUILT_ON.gpu_name,
+        compute_capability=BUILT_ON.compute_capability, precision="fp16", batch=BatchProfile(1, 2, 4),
+        onnx_sha256="ab" * 32, model_config=CONFIG, calibration_sha256=None, source="model.safetensors",
+    )
+    write_sidecar(path, sidecar)
+    return path, sidecar
+
+
+def test_round_trip_keeps_every_field_and_the_design_keys(plan):
+    path, sidecar = plan
+    assert sidecar_path(path).name == "x.plan.json"
+    assert read_sidecar(path) == sidecar
+    data = json.loads(sidecar_path(path).read_text())
+    for key in ("tensorrt_version", "gpu_name", "compute_capability", "precision", "onnx_sha256",
+                "calibration_sha256", "plan_sha256", "version_compatible", "dla_core", "workspace_bytes"):
+        assert key in data
+    assert data["batch"] == {"min": 1, "opt": 2, "max": 4}
+    assert ModelConfig.from_dict(data["model_config"]) == CONFIG
+
+
+def test_unknown_keys_from_a_newer_writer_are_ignored(plan):
+    path, sidecar = plan
+    data = json.loads(sidecar_path(path).read_text())
+    data["future_field"] = [1, 2]
+    sidecar_path(path).write_text(json.dumps(data))
+    assert read_sidecar(path) == sidecar
+
+
+def test_matching_machine_passes(plan):
+    path, sidecar = plan
+    validate_sidecar(sidecar, BUILT_ON, path)
+    validate_sidecar(sidecar, dataclasses.replace(BUILT_ON, tensorrt_version="10.3.0.26"), path)  # build number only
+
+
+@pytest.mark.parametrize("change, reason", [
+    ({"tensorrt_version": "10.4.0.26"}, r"built with TensorRT 10\.3\.0\.30, this is TensorRT 10\.4\.0\.26"),
+    ({"tensorrt_version": "11.4.0.106"}, r"built with TensorRT 10\.3\.0\.30, this is TensorRT 11\.4\.0\.106"),
+    ({"gpu_name": "NVIDIA H100 PCIe", "compute_capability": "9.0"}, r"compute capability 8\.7 \(Orin \(nvgpu\)\), this GPU is 9\.0"),
+    ({"compute_capability": "8.6"}, r"compute capability 8\.7"),
+    ({"gpu_name": "NVIDIA A10"}, r"built on a Orin \(nvgpu\), this GPU is a NVIDIA A10"),
+])
+def test_each_mismatch_names_the_rebuild_command(plan, change, reason):
+    path, sidecar = plan
+    with pytest.raises(ModelError, match=reason + ".*" + REBUILD) as info:
+        validate_sidecar(sidecar, dataclasses.replace(BUILT_ON, **change), path)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("built, running, exclude_lean, ok", [
+    ("10.3.0.30", "10.8.0.43", False, True),    # newer minor
+    ("10.3.0.30", "11.4.0.106", False, True),   # 10 -> 11 is supported
+    ("10.8.0.43", "10.3.0.30", False, False),   # older runtime
+    ("11.1.0.1", "12.0.0.1", False, False),     # unsupported major step
+    ("10.3.0.30", "10.8.0.43", True, False),    # lean runtime left out: exact version only
+    ("10.3.0.30", "10.3.0.30", True, True),
+])
+def test_version_compatible_policy(plan, built, running, exclude_lean, ok):
+    path, sidecar = plan
+    sidecar = dataclasses.replace(sidecar, tensorrt_version=built, version_compatible=True, exclude_lean_runtime=exclude_lean)
+    machine = dataclasses.replace(BUILT_ON, tensorrt_version=running)
+    if ok:
+        validate_sidecar(sidecar, machine, path)
+    else:
+        with pytest.raises(ModelError, match=r"--precision fp16 --version-compatible`"):
+            validate_sidecar(sidecar, machine, path)
+
+
+def test_dla_plan_needs_that_core(plan):
+    path, sidecar = plan
+    sidecar = dataclasses.replace(sidecar, dla_core=1)
+    validate_sidecar(sidecar, BUILT_ON, path)
+    with pytest.raises(ModelError, match=r"DLA core 1, this device has 1 DLA core.*--dla-core 1`"):
+        validate_sidecar(sidecar, dataclasses.replace(BUILT_ON, dla_cores=1), path)
+
+
+def test_plan_hash_is_checked(plan):
+    path, sidecar = plan
+    check_plan_hash(sidecar, path)
+    data = bytearray(path.read_bytes())
+    data[100] ^= 1
+    with pytest.raises(ModelError, match=r"differs from its sidecar's"):
+        check_plan_hash(sidecar, path, bytes(data))  # bytes already read are hashed, not the file
+    path.write_bytes(bytes(data))
+    with pytest.raises(ModelError, match=r"x\.plan: plan sha256 \w+… differs from its sidecar's .*" + REBUILD):
+        check_plan_hash(sidecar, path)
+
+
+def test_missing_or_broken_sidecar(plan, tmp_path):
+    path, _ = plan
+    other = tmp_path / "y.engine"
+    other.write_bytes(b"plan")
+    with pytest.raises(ModelError, match=r"y\.engine: its sidecar \S+y\.engine\.json is missing"):
+        read_sidecar(other)
+    sidecar_path(path).write_text("{not json")
+    with pytest.raises(ModelError, match=r"x\.plan\.json: sidecar is not valid JSON"):
+        read_sidecar(path)
+    sidecar_path(path).write_text(json.dumps({"format": "something-else"}))
+    with pytest.raises(ModelError, match=r"not an mvrt TensorRT sidecar"):
+        read_sidecar(path)
+    sidecar_path(path).write_text(json.dumps({"format": "mvrt-tensorrt-engine", "version": 1, "batch": {"min": 1}}))
+    with pytest.raises(ModelError, match=r"malformed sidecar"):
+        read_sidecar(path)
+
+
+def test_rebuild_command_quotes_paths_with_spaces(plan, tmp_path):
+    _, sidecar = plan
+    sidecar = dataclasses.replace(sidecar, source=str(tmp_path / "my model.safetensors"), dla_core=0)
+    command = rebuild_command(sidecar, tmp_path / "out dir" / "m.plan")
+    assert f"'{tmp_path / 'my model.safetensors'}'" in command
+    assert command.endswith("--precision fp16 --dla-core 0")
