@@ -28,6 +28,7 @@ Typical use:
 def build_parser() -> argparse.ArgumentParser:
     from mvrt import _cli_commands as commands
     from mvrt._cli_bench import add_bench
+    from mvrt._cli_export import add_export
 
     parser = argparse.ArgumentParser(
         prog="mvrt", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -41,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_init_model(sub)
     commands.add_standin(sub)
     add_bench(sub)
+    add_export(sub)
     return parser
 
 
