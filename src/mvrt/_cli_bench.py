@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from mvrt._cli_engine import add_engine_options, engine_options
+from mvrt._cli_engine import add_engine_options, engine_options, positive_int
 
 
 def add_bench(sub) -> None:
@@ -19,9 +19,9 @@ def add_bench(sub) -> None:
     )
     p.add_argument("--model", required=True, help=".onnx, .safetensors or .plan")
     add_engine_options(p)
-    p.add_argument("--batch-size", type=int, nargs="+", default=[1, 8], metavar="N", help="batch sizes (default: 1 8)")
+    p.add_argument("--batch-size", type=positive_int, nargs="+", default=[1, 8], metavar="N", help="batch sizes (default: 1 8)")
     p.add_argument("--warmup", type=int, default=3, metavar="N", help="untimed calls per batch size (default: 3)")
-    p.add_argument("--iterations", type=int, default=20, metavar="N", help="timed calls per batch size (default: 20)")
+    p.add_argument("--iterations", type=positive_int, default=20, metavar="N", help="timed calls per batch size (default: 20)")
     p.add_argument("--format", default="table", choices=("table", "json"))
     p.set_defaults(handler=run_bench)
 

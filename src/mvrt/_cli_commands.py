@@ -2,36 +2,15 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
-from mvrt._cli_engine import add_engine_options, engine_options
+from mvrt._cli_engine import add_engine_options, engine_options, positive_float, positive_int
 from mvrt.errors import UsageError
 
 EXIT_OK, EXIT_FAILED = 0, 1
 UNTRAINED = "nothing: random initialisation (predictions are meaningless)"
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
-    return value
 
 
 # --- infer -----------------------------------------------------------------------------
@@ -46,11 +25,11 @@ def add_infer(sub) -> None:
     )
     p.add_argument("videos", nargs="+", metavar="VIDEO", help="media files (MP4, MKV, WebM, ...)")
     p.add_argument("--model", required=True, help="ONNX model (.onnx), checkpoint (.safetensors) or TensorRT plan (.plan)")
-    p.add_argument("--window", type=_positive_float, default=None, metavar="SECONDS",
+    p.add_argument("--window", type=positive_float, default=None, metavar="SECONDS",
                    help="window length; must equal the model's (default: the model's, 30 s)")
-    p.add_argument("--hop", type=_positive_float, default=None, metavar="SECONDS",
+    p.add_argument("--hop", type=positive_float, default=None, metavar="SECONDS",
                    help="spacing of window starts (default: the window length, no overlap)")
-    p.add_argument("--batch-size", type=_positive_int, default=4, metavar="N",
+    p.add_argument("--batch-size", type=positive_int, default=4, metavar="N",
                    help="windows per engine call, drawn from any input (default: 4)")
     add_engine_options(p)
     p.add_argument("--format", default="table", choices=("table", "json", "csv", "jsonl"),
@@ -227,7 +206,7 @@ def add_init_model(sub) -> None:
                        "with it says so. Needs torch: pip install 'mvrt[torch]'.")
     p.add_argument("output", metavar="CHECKPOINT", help="output .safetensors")
     p.add_argument("--arch", default="slowfast", choices=("slowfast", "musicvideo"))
-    p.add_argument("--width", type=_positive_float, default=1.0, help="channel width multiplier (default: 1)")
+    p.add_argument("--width", type=positive_float, default=1.0, help="channel width multiplier (default: 1)")
     p.add_argument("--no-mmtm", dest="mmtm", action="store_false", help="without the MMTM fusion blocks")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--onnx", default=None, metavar="OUT.onnx", help="also export ONNX here")
@@ -262,8 +241,8 @@ def add_standin(sub) -> None:
                        "tempo, mode, loudness, brightness and motion depend on the class. For tests, "
                        "demos and smoke-training; it is not MVED.")
     p.add_argument("root", metavar="ROOT")
-    p.add_argument("--clips-per-class", type=_positive_int, default=10, metavar="N")
-    p.add_argument("--seconds", type=_positive_float, default=8.0, help="clip length (default: 8)")
+    p.add_argument("--clips-per-class", type=positive_int, default=10, metavar="N")
+    p.add_argument("--seconds", type=positive_float, default=8.0, help="clip length (default: 8)")
     p.add_argument("--splits", nargs="+", default=["train", "validation", "test"])
     p.add_argument("--layout", default="flat", choices=("flat", "authors"))
     p.add_argument("--seed", type=int, default=0)

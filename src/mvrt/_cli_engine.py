@@ -1,13 +1,34 @@
-"""Engine options shared by `mvrt infer` and `mvrt bench`: flags -> engine keyword arguments."""
+"""Argument helpers shared by sub-commands: number types, and engine flags -> engine keyword arguments."""
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from mvrt.errors import UsageError
 
 BACKEND_CHOICES = ("auto", "onnxruntime", "torch", "tensorrt")
 _BY_SUFFIX = {".onnx": "onnxruntime", ".safetensors": "torch", ".plan": "tensorrt", ".engine": "tensorrt"}
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
 
 
 def add_engine_options(parser) -> None:
@@ -20,7 +41,7 @@ def add_engine_options(parser) -> None:
                         help="torch only: compute precision on CUDA (ONNX models carry theirs in the graph)")
     parser.add_argument("--cuda-graphs", action="store_true",
                         help="torch on CUDA only: capture and replay a CUDA graph per batch size")
-    parser.add_argument("--threads", type=int, default=None, metavar="N",
+    parser.add_argument("--threads", type=positive_int, default=None, metavar="N",
                         help="CPU threads for the engine (default: the backend's choice)")
 
 
@@ -35,8 +56,6 @@ def engine_options(args) -> dict:
     backend = resolve_backend(args.model, args.backend)
     options: dict = {}
     if args.threads is not None:
-        if args.threads < 1:
-            raise UsageError(f"--threads must be at least 1, got {args.threads}")
         options["threads"] = args.threads
     if backend == "torch":
         options.update(device=args.device or "cpu", precision=args.precision or "fp32", cuda_graphs=args.cuda_graphs)
