@@ -93,3 +93,15 @@ def test_bad_arguments_are_usage_errors(tmp_path):
         generate_standin(tmp_path, clips_per_class=1, layout="nested", **SMALL)
     with pytest.raises(UsageError, match="unknown split"):
         generate_standin(tmp_path, clips_per_class={"training": 1}, **SMALL)
+
+
+def test_the_folder_says_it_is_stand_in_data(tmp_path):
+    import json
+
+    from mvrt.standin import MARKER_NAME, generate_standin
+    from mvrt.training.train import trained_on
+
+    generate_standin(tmp_path / "d", clips_per_class=1, seconds=1.0, splits=("test",), progress=False, seed=3)
+    marker = json.loads((tmp_path / "d" / MARKER_NAME).read_text())
+    assert marker["seed"] == 3 and marker["counts"] == {"test": 1} and "not MVED" in marker["note"]
+    assert "stand-in" in trained_on(tmp_path / "d") and "not MVED" in trained_on(tmp_path / "d")

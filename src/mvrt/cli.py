@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     from mvrt import _cli_commands as commands
     from mvrt._cli_bench import add_bench
     from mvrt._cli_export import add_export
+    from mvrt._cli_train import add_evaluate, add_train
 
     parser = argparse.ArgumentParser(
         prog="mvrt", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -43,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_standin(sub)
     add_bench(sub)
     add_export(sub)
+    add_train(sub)
+    add_evaluate(sub)
     return parser
 
 

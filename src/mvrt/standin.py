@@ -259,8 +259,22 @@ def generate_standin(
         audio_path, video_path = _write_standin_clip(folder, stem, audio, frames, fps, sample_rate, layout)
         clips.append(StandinClip(split, label, audio_path, video_path))
     table = tuple((s, c, counts[s]) for s in splits for c in CLASSES)
+    _write_marker(root, dict(generator="mvrt.standin", seed=seed, layout=layout, seconds=seconds, width=width,
+                             height=height, fps=fps, sample_rate=sample_rate, counts=counts))
     elapsed = time.perf_counter() - started
     return StandinSummary(root, layout, seed, float(seconds), table, elapsed, tuple(clips))
+
+
+MARKER_NAME = "mvrt-standin.json"
+
+
+def _write_marker(root: Path, settings: dict) -> None:
+    """`<root>/mvrt-standin.json`: says the folder is generated stand-in data, not MVED."""
+    import json
+
+    root.mkdir(parents=True, exist_ok=True)
+    note = "generated stand-in data, not MVED: tempo, mode, loudness, colour and motion depend on the class"
+    (root / MARKER_NAME).write_text(json.dumps({"note": note, **settings}, indent=2) + "\n")
 
 
 def _write_standin_clip(folder: Path, stem: str, audio, frames, fps, sample_rate, layout) -> tuple[Path, Path]:
