@@ -32,6 +32,7 @@ def add_train(sub) -> None:
     p.add_argument("--out", default="model.safetensors", metavar="CKPT", help="best checkpoint (default: model.safetensors)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=positive_int, default=None, metavar="N", help="torch CPU threads")
+    p.add_argument("--device", default="cpu", metavar="cpu|cuda", help="where to train (default: cpu)")
     resume = p.add_mutually_exclusive_group()
     resume.add_argument("--resume", dest="resume", action="store_true", default=True,
                         help="continue from <out>.last.safetensors when it matches (default)")
@@ -48,7 +49,8 @@ def run_train(args) -> int:
         arch=args.arch, mmtm=args.mmtm, width=args.width,
         frontend=FrontendConfig(window_seconds=args.window, image_size=args.image_size),
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, seed=args.seed,
-        resume=args.resume, init=Path(args.init) if args.init else None, threads=args.threads, progress=not args.quiet)
+        resume=args.resume, init=Path(args.init) if args.init else None, threads=args.threads, progress=not args.quiet,
+        device=args.device)
     result = train(args.data_root, args.out, settings, cache_dir=args.cache)
     best = next((r for r in result.history if r.epoch == result.best_epoch), None)
     if best is not None:

@@ -50,6 +50,7 @@ class TrainSettings:
     init: Path | None = None
     threads: int | None = None
     progress: bool = True
+    device: str = "cpu"  # "cpu" or "cuda[:N]"
     # Batches of train data that re-estimate BN statistics before each validation (PySlowFast's
     # precise BN); 0 keeps the running averages.
     precise_bn_batches: int = 200
@@ -153,6 +154,7 @@ def _train_model(config: ModelConfig, settings: TrainSettings, splits: dict, out
     if settings.init is not None:
         loaded, missing = load_matching_weights(model, settings.init)
         _say(f"--init {settings.init}: loaded {loaded} tensor(s), {missing} left at initialisation")
+    model.to(settings.device)
     _say(f"{config.arch} ({'with' if config.mmtm else 'without'} MMTM, width {config.width:g}): "
          f"{count_parameters(model):,} parameters; {len(splits['train'])} train / {len(splits['validation'])} val clips")
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
@@ -200,8 +202,8 @@ def _run_epoch(model, config, items, settings, optimizer, epoch) -> tuple[float,
     desc = f"epoch {epoch} {'train' if training else 'val'}"
     for batch in tqdm(_batches(items, settings.batch_size), desc=desc, unit="batch", file=sys.stderr,
                       disable=not settings.progress, leave=False):
-        inputs = _inputs(batch, config)
-        labels = torch.tensor([label for _, label in batch])
+        inputs = _inputs(batch, config, settings.device)
+        labels = torch.tensor([label for _, label in batch], device=settings.device)
         with torch.set_grad_enabled(training):
             logits = model(*inputs)
             loss = torch.nn.functional.cross_entropy(logits, labels)
@@ -218,12 +220,12 @@ def _batches(items: list, size: int) -> list[list]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-def _inputs(batch, config) -> list:
+def _inputs(batch, config, device: str) -> list:
     torch = _torch()
     from mvrt.feature_cache import load_batch
 
     feeds = load_batch([p for p, _ in batch], config)
-    return [torch.from_numpy(feeds[name]) for name in config.input_names]
+    return [torch.from_numpy(feeds[name]).to(device, non_blocking=True) for name in config.input_names]
 
 
 def _precise_bn(model, config, items, settings) -> None:
@@ -239,7 +241,7 @@ def _precise_bn(model, config, items, settings) -> None:
     model.train()
     with torch.no_grad():
         for batch in _batches(items, settings.batch_size)[: settings.precise_bn_batches]:
-            model(*_inputs(batch, config))
+            model(*_inputs(batch, config, settings.device))
     for m, momentum in zip(norms, momenta):
         m.momentum = momentum
 
@@ -265,10 +267,10 @@ def _save_state(path: Path, model, optimizer, config, data_key, epoch, best, his
     torch = _torch()
     from safetensors.torch import save_file
 
-    tensors = {f"model.{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     for index, param_state in optimizer.state_dict()["state"].items():
         for key, value in param_state.items():
-            tensors[f"optim.{index}.{key}"] = torch.as_tensor(value).detach().contiguous()
+            tensors[f"optim.{index}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
     tensors["rng.torch"] = torch.get_rng_state()
     meta = {"format": _STATE_FORMAT, "mvrt_config": config.to_json(), "data_key": data_key, "epoch": str(epoch),
             "best_accuracy": repr(best[0]), "best_loss": repr(-best[1]), "best_epoch": str(best[2]),
@@ -311,6 +313,10 @@ def _data_key(splits: dict) -> str:
 def _check_settings(settings: TrainSettings) -> None:
     if settings.epochs < 1 or settings.batch_size < 1 or not settings.lr > 0:
         raise UsageError(f"epochs, batch size and lr must be positive (got {settings.epochs}, {settings.batch_size}, {settings.lr})")
+    if settings.device != "cpu" and not settings.device.startswith("cuda"):
+        raise UsageError(f"--device must be cpu or cuda[:N], got {settings.device!r}")
+    if settings.device.startswith("cuda") and not _torch().cuda.is_available():
+        raise UsageError(f"--device {settings.device}: torch sees no CUDA device; train with --device cpu")
     if settings.init is not None and not Path(settings.init).is_file():
         raise UsageError(f"--init {settings.init}: no such checkpoint")
 
