@@ -24,7 +24,9 @@ def add_infer(sub) -> None:
         "csv and jsonl on stdout stay machine-clean. Exit code 1 if any input failed.",
     )
     p.add_argument("videos", nargs="+", metavar="VIDEO", help="media files (MP4, MKV, WebM, ...)")
-    p.add_argument("--model", required=True, help="ONNX model (.onnx), checkpoint (.safetensors) or TensorRT plan (.plan)")
+    p.add_argument("--model", default=None,
+                   help="ONNX model (.onnx), checkpoint (.safetensors) or TensorRT plan (.plan); default: the "
+                   "bundled demo model, trained on generated stand-in data (not MVED)")
     p.add_argument("--window", type=positive_float, default=None, metavar="SECONDS",
                    help="window length; must equal the model's (default: the model's, 30 s)")
     p.add_argument("--hop", type=positive_float, default=None, metavar="SECONDS",
@@ -44,6 +46,12 @@ def run_infer(args) -> int:
     from mvrt.api import load_model
     from mvrt.runtime.pipeline import PipelineConfig
 
+    if args.model is None:
+        from mvrt.bundled import default_model_path
+
+        args.model = str(default_model_path())
+        print("mvrt: no --model given: using the bundled demo model, trained on generated stand-in data "
+              "(not MVED)", file=sys.stderr)
     pipeline = PipelineConfig(batch_size=args.batch_size, window_seconds=args.window, hop_seconds=args.hop)
     options = engine_options(args)
     with load_model(args.model, backend=args.backend, **options) as model:
