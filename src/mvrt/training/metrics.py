@@ -12,17 +12,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mvrt.errors import UsageError
+from mvrt.runtime.results import softmax  # the runtime's own: evaluation scores what inference reports
 
 __all__ = ["Metrics", "accuracy", "auc_rank", "classification_metrics", "confusion_matrix", "f1_per_class",
            "roc_curve", "softmax"]
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax of (N, C) logits, float64."""
-    z = np.asarray(logits, dtype=np.float64)
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def accuracy(labels: np.ndarray, predictions: np.ndarray) -> float:
