@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     from mvrt import _cli_commands as commands
     from mvrt._cli_bench import add_bench
     from mvrt._cli_export import add_export
+    from mvrt._cli_pretrain import add_pretrain
     from mvrt._cli_train import add_evaluate, add_train
 
     parser = argparse.ArgumentParser(
@@ -46,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_export(sub)
     add_train(sub)
     add_evaluate(sub)
+    add_pretrain(sub)
     return parser
 
 

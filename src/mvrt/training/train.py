@@ -117,7 +117,7 @@ def audio_norm_stats(paths: Sequence[Path], config: ModelConfig) -> tuple[tuple[
 def train(data_root: str | os.PathLike, out: str | os.PathLike, settings: TrainSettings,
           cache_dir: str | os.PathLike | None = None) -> TrainResult:
     """Train on `<data_root>/{train,validation}`; see the module docstring for the outputs."""
-    torch = _torch()
+    torch = require_torch()
     from mvrt.data import discover
     from mvrt.feature_cache import FeatureCache
 
@@ -146,7 +146,7 @@ def train(data_root: str | os.PathLike, out: str | os.PathLike, settings: TrainS
 
 
 def _train_model(config: ModelConfig, settings: TrainSettings, splits: dict, out: Path, skipped: int) -> TrainResult:
-    torch = _torch()
+    torch = require_torch()
     from mvrt.models import build_model, count_parameters, seed_everything
 
     seed_everything(settings.seed)
@@ -164,7 +164,7 @@ def _train_model(config: ModelConfig, settings: TrainSettings, splits: dict, out
 
 
 def _fit(model, optimizer, config, settings, splits, out, data_key, state, skipped) -> TrainResult:
-    torch = _torch()
+    torch = require_torch()
     from mvrt.checkpoint import save_checkpoint
 
     history = list(state["history"]) if state else []
@@ -193,7 +193,7 @@ def _fit(model, optimizer, config, settings, splits, out, data_key, state, skipp
 
 def _run_epoch(model, config, items, settings, optimizer, epoch) -> tuple[float, float]:
     """Mean loss and accuracy over `items` [(path, label)]; trains when `optimizer` is given."""
-    torch = _torch()
+    torch = require_torch()
     from tqdm import tqdm
 
     training = optimizer is not None
@@ -221,7 +221,7 @@ def _batches(items: list, size: int) -> list[list]:
 
 
 def _inputs(batch, config, device: str) -> list:
-    torch = _torch()
+    torch = require_torch()
     from mvrt.feature_cache import load_batch
 
     feeds = load_batch([p for p, _ in batch], config)
@@ -230,7 +230,7 @@ def _inputs(batch, config, device: str) -> list:
 
 def _precise_bn(model, config, items, settings) -> None:
     """Replace BN running statistics by their average over up to `precise_bn_batches` train batches."""
-    torch = _torch()
+    torch = require_torch()
     norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     if settings.precise_bn_batches < 1 or not norms:
         return
@@ -264,7 +264,7 @@ def load_matching_weights(model: "torch.nn.Module", path: str | os.PathLike) -> 
 
 
 def _save_state(path: Path, model, optimizer, config, data_key, epoch, best, history) -> None:
-    torch = _torch()
+    torch = require_torch()
     from safetensors.torch import save_file
 
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -315,13 +315,13 @@ def _check_settings(settings: TrainSettings) -> None:
         raise UsageError(f"epochs, batch size and lr must be positive (got {settings.epochs}, {settings.batch_size}, {settings.lr})")
     if settings.device != "cpu" and not settings.device.startswith("cuda"):
         raise UsageError(f"--device must be cpu or cuda[:N], got {settings.device!r}")
-    if settings.device.startswith("cuda") and not _torch().cuda.is_available():
+    if settings.device.startswith("cuda") and not require_torch().cuda.is_available():
         raise UsageError(f"--device {settings.device}: torch sees no CUDA device; train with --device cpu")
     if settings.init is not None and not Path(settings.init).is_file():
         raise UsageError(f"--init {settings.init}: no such checkpoint")
 
 
-def _torch():
+def require_torch():
     try:
         import torch
     except ImportError:

@@ -1,0 +1,191 @@
+"""`mvrt pretrain`: unsupervised autoencoder pretraining on unlabelled clips (paper "Decoder network").
+
+Clips are found anywhere under a folder (any layout; `audio/` + `video/` sibling folders pair by
+stem), featurised with the shared front-end cache, and reconstructed by `AutoEncoder` with
+AdamW on the mean MSE of every output. The encoder is written as a classifier checkpoint (head at
+initialisation), so `mvrt train --init <out>` starts from it via `load_matching_weights`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from mvrt.config import FrontendConfig, ModelConfig
+from mvrt.data import MEDIA_EXTENSIONS, Clip
+from mvrt.errors import UsageError
+from mvrt.training.train import audio_norm_stats, require_torch
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["PretrainResult", "PretrainSettings", "encoder_classifier", "find_unlabelled_clips", "pretrain"]
+
+
+@dataclass(frozen=True)
+class PretrainSettings:
+    """Everything `pretrain` needs besides the clips folder and the output path."""
+
+    arch: str = "slowfast"
+    mmtm: bool = True
+    width: float = 1.0
+    frontend: FrontendConfig = field(default_factory=FrontendConfig)
+    epochs: int = 10
+    batch_size: int = 8
+    lr: float = 1e-3
+    weight_decay: float = 1e-2
+    seed: int = 0
+    threads: int | None = None
+    progress: bool = True
+    device: str = "cpu"  # "cpu" or "cuda[:N]"
+
+
+@dataclass(frozen=True)
+class PretrainResult:
+    checkpoint: Path
+    config: ModelConfig = field(repr=False)
+    epoch_losses: tuple[float, ...]  # mean reconstruction loss of each epoch
+    clips: int
+    skipped_clips: int
+
+
+def find_unlabelled_clips(root: str | os.PathLike) -> list[Clip]:
+    """Every media file under `root` (recursively, hidden folders skipped) as an unlabelled clip."""
+    root = Path(root)
+    if not root.is_dir():
+        raise UsageError(f"{root}: no such clips folder")
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in MEDIA_EXTENSIONS
+                   and not any(part.startswith(".") for part in p.relative_to(root).parts))
+    clips = []
+    for path in files:
+        audio = _audio_partner(path)
+        if path.parent.name.lower() == "audio" and _video_partner(path) is not None:
+            continue  # taken with its video file
+        clips.append(Clip(audio or path, path, label=-1, class_name="", split="unlabelled", stem=path.stem))
+    if not clips:
+        raise UsageError(f"{root}: no media files ({', '.join(sorted(MEDIA_EXTENSIONS))})")
+    return clips
+
+
+def _audio_partner(path: Path) -> Path | None:
+    """The authors' layout: `<x>/video/<stem>.*` pairs with `<x>/audio/<stem>.*`."""
+    return _sibling(path, "video", "audio")
+
+
+def _video_partner(path: Path) -> Path | None:
+    return _sibling(path, "audio", "video")
+
+
+def _sibling(path: Path, own: str, other: str) -> Path | None:
+    if path.parent.name.lower() != own:
+        return None
+    for folder in path.parent.parent.iterdir():
+        if folder.is_dir() and folder.name.lower() == other:
+            match = sorted(p for p in folder.glob(f"{path.stem}.*") if p.suffix.lower() in MEDIA_EXTENSIONS)
+            if match:
+                return match[0]
+    return None
+
+
+def pretrain(clips_dir: str | os.PathLike, out: str | os.PathLike, settings: PretrainSettings,
+             cache_dir: str | os.PathLike | None = None) -> PretrainResult:
+    """Pretrain the autoencoder on every clip under `clips_dir`; write the encoder to `out`."""
+    from mvrt.feature_cache import FeatureCache
+
+    torch = require_torch()
+    _check_settings(settings)
+    root, out = Path(clips_dir), Path(out)
+    base = ModelConfig(arch=settings.arch, width=settings.width, mmtm=settings.mmtm, frontend=settings.frontend)
+    cache = FeatureCache(cache_dir if cache_dir is not None else root / ".mvrt-cache", base)
+    report = cache.build(find_unlabelled_clips(root), progress=settings.progress, desc="features unlabelled")
+    _say(f"clips: {report.summary()}")
+    paths = [path for _, path in report.entries]
+    if not paths:
+        raise UsageError(f"{root}: no usable clips (all failed to decode)")
+    config = base.replace(audio_norm=audio_norm_stats(paths, base),
+                          trained_on=f"autoencoder pretraining (unlabelled): {root.resolve().name}")
+    threads = torch.get_num_threads()
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    try:
+        losses = _fit(config, settings, paths, out)
+    finally:
+        torch.set_num_threads(threads)
+    return PretrainResult(out, config, losses, len(paths), report.failed_count)
+
+
+def _fit(config: ModelConfig, settings: PretrainSettings, paths: list[Path], out: Path) -> tuple[float, ...]:
+    torch = require_torch()
+    from mvrt.checkpoint import save_checkpoint
+    from mvrt.models import count_parameters, seed_everything
+    from mvrt.models.autoencoder import AutoEncoder
+
+    seed_everything(settings.seed)
+    model = AutoEncoder(config).to(settings.device)
+    _say(f"{config.arch} autoencoder (width {config.width:g}): {count_parameters(model):,} parameters, "
+         f"{len(paths)} clips, auxiliary outputs {model.auxiliary_counts()}")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    losses = []
+    for epoch in range(1, settings.epochs + 1):
+        lr = settings.lr * 0.5 * (1 + math.cos(math.pi * (epoch - 1) / settings.epochs))  # cosine
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        order = np.random.default_rng([settings.seed, epoch]).permutation(len(paths))
+        losses.append(_run_epoch(model, optimizer, [paths[i] for i in order], settings, epoch))
+        _say(f"epoch {epoch}/{settings.epochs}: reconstruction loss {losses[-1]:.4f}, lr {lr:.2e}")
+    save_checkpoint(encoder_classifier(model), config, out)
+    _say(f"encoder -> {out}")
+    return tuple(losses)
+
+
+def _run_epoch(model, optimizer, paths: list[Path], settings: PretrainSettings, epoch: int) -> float:
+    """One pass over `paths`; the mean reconstruction loss per clip."""
+    torch = require_torch()
+    from tqdm import tqdm
+
+    from mvrt.feature_cache import load_batch
+    from mvrt.models.autoencoder import reconstruction_loss
+
+    model.train()
+    total = 0.0
+    batches = [paths[i : i + settings.batch_size] for i in range(0, len(paths), settings.batch_size)]
+    for batch in tqdm(batches, desc=f"epoch {epoch} pretrain", unit="batch", file=sys.stderr,
+                      disable=not settings.progress, leave=False):
+        feeds = load_batch(batch, model.config)
+        inputs = {n: torch.from_numpy(feeds[n]).to(settings.device) for n in model.input_names}
+        loss = reconstruction_loss(model(*inputs.values()), inputs)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += float(loss.detach()) * len(batch)
+    return total / len(paths)
+
+
+def _check_settings(settings: PretrainSettings) -> None:
+    if settings.epochs < 1 or settings.batch_size < 1 or not settings.lr > 0:
+        raise UsageError(f"epochs, batch size and lr must be positive (got {settings.epochs}, {settings.batch_size}, {settings.lr})")
+    if settings.device != "cpu" and not settings.device.startswith("cuda"):
+        raise UsageError(f"--device must be cpu or cuda[:N], got {settings.device!r}")
+    if settings.device.startswith("cuda") and not require_torch().cuda.is_available():
+        raise UsageError(f"--device {settings.device}: torch sees no CUDA device; pretrain with --device cpu")
+
+
+def encoder_classifier(model: "torch.nn.Module") -> "torch.nn.Module":
+    """A fresh classifier (`build_model`) holding the autoencoder's encoder weights, on the CPU."""
+    from mvrt.models import build_model
+
+    classifier = build_model(model.config)
+    encoder = {k: v for k, v in model.encoder.state_dict().items() if not k.startswith("head.")}
+    classifier.load_state_dict({k: v.detach().cpu() for k, v in encoder.items()}, strict=False)
+    return classifier
+
+
+
+def _say(message: str) -> None:
+    print(f"mvrt pretrain: {message}", file=sys.stderr)
