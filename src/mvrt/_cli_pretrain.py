@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from mvrt._cli_engine import positive_float, positive_int
+from mvrt._cli_train import add_frontend_options, add_network_options, frontend_from
 
 EXIT_OK = 0
 
@@ -16,14 +17,11 @@ def add_pretrain(sub) -> None:
         "with auxiliary outputs, MSE loss) on every media file under CLIPS_DIR, any folder layout. The encoder is "
         "written as a classifier checkpoint to --out; fine-tune it with `mvrt train --init <out>`.")
     p.add_argument("clips_dir", metavar="CLIPS_DIR")
-    p.add_argument("--arch", default="slowfast", choices=("slowfast", "musicvideo"))
-    p.add_argument("--no-mmtm", dest="mmtm", action="store_false", help="no MMTM fusion in the encoder")
-    p.add_argument("--width", type=positive_float, default=1.0, metavar="W", help="channel width multiplier (default: 1)")
+    add_network_options(p)
     p.add_argument("--epochs", type=positive_int, default=10, metavar="N")
     p.add_argument("--batch-size", type=positive_int, default=8, metavar="N")
     p.add_argument("--lr", type=positive_float, default=1e-3, metavar="LR", help="AdamW peak learning rate, cosine decay")
-    p.add_argument("--window", type=positive_float, default=30.0, metavar="SECONDS", help="window length (default: 30)")
-    p.add_argument("--image-size", type=positive_int, default=128, metavar="PX", help="frame size (default: 128)")
+    add_frontend_options(p)
     p.add_argument("--cache", default=None, metavar="DIR", help="feature cache (default: CLIPS_DIR/.mvrt-cache)")
     p.add_argument("--out", default="pretrained.safetensors", metavar="CKPT",
                    help="encoder checkpoint (default: pretrained.safetensors)")
@@ -34,12 +32,10 @@ def add_pretrain(sub) -> None:
 
 
 def run_pretrain(args) -> int:
-    from mvrt.config import FrontendConfig
     from mvrt.training.pretrain import PretrainSettings, pretrain
 
     settings = PretrainSettings(
-        arch=args.arch, mmtm=args.mmtm, width=args.width,
-        frontend=FrontendConfig(window_seconds=args.window, image_size=args.image_size),
+        arch=args.arch, mmtm=args.mmtm, width=args.width, frontend=frontend_from(args),
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, progress=not args.quiet,
         device=args.device)
     result = pretrain(args.clips_dir, args.out, settings, cache_dir=args.cache)

@@ -10,6 +10,25 @@ from mvrt._cli_engine import add_engine_options, engine_options, positive_float,
 EXIT_OK = 0
 
 
+def add_network_options(p) -> None:
+    """--arch, --no-mmtm, --width: which network to build (train and pretrain)."""
+    p.add_argument("--arch", default="slowfast", choices=("slowfast", "musicvideo"))
+    p.add_argument("--no-mmtm", dest="mmtm", action="store_false", help="no MMTM fusion (paper Table 1 ablation)")
+    p.add_argument("--width", type=positive_float, default=1.0, metavar="W", help="channel width multiplier (default: 1)")
+
+
+def add_frontend_options(p) -> None:
+    """--window, --image-size: the front-end a trained model will expect."""
+    p.add_argument("--window", type=positive_float, default=30.0, metavar="SECONDS", help="window length (default: 30)")
+    p.add_argument("--image-size", type=positive_int, default=128, metavar="PX", help="frame size (default: 128)")
+
+
+def frontend_from(args):
+    from mvrt.config import FrontendConfig
+
+    return FrontendConfig(window_seconds=args.window, image_size=args.image_size)
+
+
 def add_train(sub) -> None:
     p = sub.add_parser(
         "train", help="train a network on an MVED-shaped folder",
@@ -18,16 +37,13 @@ def add_train(sub) -> None:
         "train split and travel in the checkpoint. The best checkpoint (validation accuracy) is written to "
         "--out and a resumable state to <out>.last.safetensors after every epoch.")
     p.add_argument("data_root", metavar="DATA_ROOT")
-    p.add_argument("--arch", default="slowfast", choices=("slowfast", "musicvideo"))
-    p.add_argument("--no-mmtm", dest="mmtm", action="store_false", help="no MMTM fusion (paper Table 1 ablation)")
-    p.add_argument("--width", type=positive_float, default=1.0, metavar="W", help="channel width multiplier (default: 1)")
+    add_network_options(p)
     p.add_argument("--init", default=None, metavar="PRETRAINED", help="load matching weights from this .safetensors")
     p.add_argument("--epochs", type=positive_int, default=30, metavar="N")
     p.add_argument("--batch-size", type=positive_int, default=8, metavar="N")
     p.add_argument("--lr", type=positive_float, default=1e-3, metavar="LR", help="AdamW peak learning rate, cosine decay")
     p.add_argument("--weight-decay", type=float, default=1e-2, metavar="WD")
-    p.add_argument("--window", type=positive_float, default=30.0, metavar="SECONDS", help="window length (default: 30)")
-    p.add_argument("--image-size", type=positive_int, default=128, metavar="PX", help="frame size (default: 128)")
+    add_frontend_options(p)
     p.add_argument("--cache", default=None, metavar="DIR", help="feature cache (default: DATA_ROOT/.mvrt-cache)")
     p.add_argument("--out", default="model.safetensors", metavar="CKPT", help="best checkpoint (default: model.safetensors)")
     p.add_argument("--seed", type=int, default=0)
@@ -42,12 +58,10 @@ def add_train(sub) -> None:
 
 
 def run_train(args) -> int:
-    from mvrt.config import FrontendConfig
     from mvrt.training.train import TrainSettings, train
 
     settings = TrainSettings(
-        arch=args.arch, mmtm=args.mmtm, width=args.width,
-        frontend=FrontendConfig(window_seconds=args.window, image_size=args.image_size),
+        arch=args.arch, mmtm=args.mmtm, width=args.width, frontend=frontend_from(args),
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, seed=args.seed,
         resume=args.resume, init=Path(args.init) if args.init else None, threads=args.threads, progress=not args.quiet,
         device=args.device)

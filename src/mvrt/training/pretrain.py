@@ -8,7 +8,6 @@ initialisation), so `mvrt train --init <out>` starts from it via `load_matching_
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 from dataclasses import dataclass, field
@@ -20,7 +19,14 @@ import numpy as np
 from mvrt.config import FrontendConfig, ModelConfig
 from mvrt.data import MEDIA_EXTENSIONS, Clip
 from mvrt.errors import UsageError
-from mvrt.training.train import audio_norm_stats, require_torch
+from mvrt.training.train import (
+    audio_norm_stats,
+    batches,
+    check_optimisation,
+    require_torch,
+    set_cosine_lr,
+    torch_threads,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -98,8 +104,8 @@ def pretrain(clips_dir: str | os.PathLike, out: str | os.PathLike, settings: Pre
     """Pretrain the autoencoder on every clip under `clips_dir`; write the encoder to `out`."""
     from mvrt.feature_cache import FeatureCache
 
-    torch = require_torch()
-    _check_settings(settings)
+    require_torch()
+    check_optimisation(settings, "pretrain")
     root, out = Path(clips_dir), Path(out)
     base = ModelConfig(arch=settings.arch, width=settings.width, mmtm=settings.mmtm, frontend=settings.frontend)
     cache = FeatureCache(cache_dir if cache_dir is not None else root / ".mvrt-cache", base)
@@ -110,13 +116,8 @@ def pretrain(clips_dir: str | os.PathLike, out: str | os.PathLike, settings: Pre
         raise UsageError(f"{root}: no usable clips (all failed to decode)")
     config = base.replace(audio_norm=audio_norm_stats(paths, base),
                           trained_on=f"autoencoder pretraining (unlabelled): {root.resolve().name}")
-    threads = torch.get_num_threads()
-    if settings.threads:
-        torch.set_num_threads(settings.threads)
-    try:
+    with torch_threads(settings.threads):
         losses = _fit(config, settings, paths, out)
-    finally:
-        torch.set_num_threads(threads)
     return PretrainResult(out, config, losses, len(paths), report.failed_count)
 
 
@@ -133,9 +134,7 @@ def _fit(config: ModelConfig, settings: PretrainSettings, paths: list[Path], out
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     losses = []
     for epoch in range(1, settings.epochs + 1):
-        lr = settings.lr * 0.5 * (1 + math.cos(math.pi * (epoch - 1) / settings.epochs))  # cosine
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        lr = set_cosine_lr(optimizer, settings.lr, epoch, settings.epochs)
         order = np.random.default_rng([settings.seed, epoch]).permutation(len(paths))
         losses.append(_run_epoch(model, optimizer, [paths[i] for i in order], settings, epoch))
         _say(f"epoch {epoch}/{settings.epochs}: reconstruction loss {losses[-1]:.4f}, lr {lr:.2e}")
@@ -154,8 +153,7 @@ def _run_epoch(model, optimizer, paths: list[Path], settings: PretrainSettings, 
 
     model.train()
     total = 0.0
-    batches = [paths[i : i + settings.batch_size] for i in range(0, len(paths), settings.batch_size)]
-    for batch in tqdm(batches, desc=f"epoch {epoch} pretrain", unit="batch", file=sys.stderr,
+    for batch in tqdm(batches(paths, settings.batch_size), desc=f"epoch {epoch} pretrain", unit="batch", file=sys.stderr,
                       disable=not settings.progress, leave=False):
         feeds = load_batch(batch, model.config)
         inputs = {n: torch.from_numpy(feeds[n]).to(settings.device) for n in model.input_names}
@@ -165,15 +163,6 @@ def _run_epoch(model, optimizer, paths: list[Path], settings: PretrainSettings, 
         optimizer.step()
         total += float(loss.detach()) * len(batch)
     return total / len(paths)
-
-
-def _check_settings(settings: PretrainSettings) -> None:
-    if settings.epochs < 1 or settings.batch_size < 1 or not settings.lr > 0:
-        raise UsageError(f"epochs, batch size and lr must be positive (got {settings.epochs}, {settings.batch_size}, {settings.lr})")
-    if settings.device != "cpu" and not settings.device.startswith("cuda"):
-        raise UsageError(f"--device must be cpu or cuda[:N], got {settings.device!r}")
-    if settings.device.startswith("cuda") and not require_torch().cuda.is_available():
-        raise UsageError(f"--device {settings.device}: torch sees no CUDA device; pretrain with --device cpu")
 
 
 def encoder_classifier(model: "torch.nn.Module") -> "torch.nn.Module":

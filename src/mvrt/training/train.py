@@ -7,6 +7,7 @@ metadata; no pickle) goes to `<out stem>.last.safetensors` after every epoch.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -117,7 +118,7 @@ def audio_norm_stats(paths: Sequence[Path], config: ModelConfig) -> tuple[tuple[
 def train(data_root: str | os.PathLike, out: str | os.PathLike, settings: TrainSettings,
           cache_dir: str | os.PathLike | None = None) -> TrainResult:
     """Train on `<data_root>/{train,validation}`; see the module docstring for the outputs."""
-    torch = require_torch()
+    require_torch()
     from mvrt.data import discover
     from mvrt.feature_cache import FeatureCache
 
@@ -136,13 +137,8 @@ def train(data_root: str | os.PathLike, out: str | os.PathLike, settings: TrainS
         if not splits[split]:
             raise UsageError(f"{root}: no usable {split} clips (all failed to decode)")
     config = base.replace(audio_norm=audio_norm_stats([p for p, _ in splits["train"]], base), trained_on=trained_on(root))
-    threads = torch.get_num_threads()
-    if settings.threads:
-        torch.set_num_threads(settings.threads)
-    try:
+    with torch_threads(settings.threads):
         return _train_model(config, settings, splits, out, skipped)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _train_model(config: ModelConfig, settings: TrainSettings, splits: dict, out: Path, skipped: int) -> TrainResult:
@@ -174,9 +170,7 @@ def _fit(model, optimizer, config, settings, splits, out, data_key, state, skipp
         torch.set_rng_state(state["rng"])
         _say(f"resuming after epoch {start} (best val acc {best[0]:.3f} at epoch {best[2]})")
     for epoch in range(start + 1, settings.epochs + 1):
-        lr = settings.lr * 0.5 * (1 + math.cos(math.pi * (epoch - 1) / settings.epochs))  # cosine
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        lr = set_cosine_lr(optimizer, settings.lr, epoch, settings.epochs)
         order = np.random.default_rng([settings.seed, epoch]).permutation(len(splits["train"]))
         train_loss, train_acc = _run_epoch(model, config, [splits["train"][i] for i in order], settings, optimizer, epoch)
         _precise_bn(model, config, [splits["train"][i] for i in order], settings)
@@ -200,7 +194,7 @@ def _run_epoch(model, config, items, settings, optimizer, epoch) -> tuple[float,
     model.train(training)
     total_loss, correct = 0.0, 0
     desc = f"epoch {epoch} {'train' if training else 'val'}"
-    for batch in tqdm(_batches(items, settings.batch_size), desc=desc, unit="batch", file=sys.stderr,
+    for batch in tqdm(batches(items, settings.batch_size), desc=desc, unit="batch", file=sys.stderr,
                       disable=not settings.progress, leave=False):
         inputs = _inputs(batch, config, settings.device)
         labels = torch.tensor([label for _, label in batch], device=settings.device)
@@ -216,7 +210,7 @@ def _run_epoch(model, config, items, settings, optimizer, epoch) -> tuple[float,
     return total_loss / len(items), correct / len(items)
 
 
-def _batches(items: list, size: int) -> list[list]:
+def batches(items: list, size: int) -> list[list]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
@@ -240,7 +234,7 @@ def _precise_bn(model, config, items, settings) -> None:
         m.momentum = None  # cumulative moving average over the batches below
     model.train()
     with torch.no_grad():
-        for batch in _batches(items, settings.batch_size)[: settings.precise_bn_batches]:
+        for batch in batches(items, settings.batch_size)[: settings.precise_bn_batches]:
             model(*_inputs(batch, config, settings.device))
     for m, momentum in zip(norms, momenta):
         m.momentum = momentum
@@ -310,13 +304,39 @@ def _data_key(splits: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _check_settings(settings: TrainSettings) -> None:
+def check_optimisation(settings, command: str) -> None:
+    """Epochs, batch size, lr and device of a `train`/`pretrain` run (`command` names it in messages)."""
     if settings.epochs < 1 or settings.batch_size < 1 or not settings.lr > 0:
         raise UsageError(f"epochs, batch size and lr must be positive (got {settings.epochs}, {settings.batch_size}, {settings.lr})")
     if settings.device != "cpu" and not settings.device.startswith("cuda"):
         raise UsageError(f"--device must be cpu or cuda[:N], got {settings.device!r}")
     if settings.device.startswith("cuda") and not require_torch().cuda.is_available():
-        raise UsageError(f"--device {settings.device}: torch sees no CUDA device; train with --device cpu")
+        raise UsageError(f"--device {settings.device}: torch sees no CUDA device; {command} with --device cpu")
+
+
+def set_cosine_lr(optimizer, peak_lr: float, epoch: int, epochs: int) -> float:
+    """Set and return the cosine-decayed learning rate of 1-based `epoch` out of `epochs`."""
+    lr = peak_lr * 0.5 * (1 + math.cos(math.pi * (epoch - 1) / epochs))
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    return lr
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None):
+    """Use `threads` torch CPU threads inside the block (a process-wide setting), then restore."""
+    torch = require_torch()
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _check_settings(settings: TrainSettings) -> None:
+    check_optimisation(settings, "train")
     if settings.init is not None and not Path(settings.init).is_file():
         raise UsageError(f"--init {settings.init}: no such checkpoint")
 
