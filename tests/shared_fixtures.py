@@ -55,3 +55,14 @@ def clip_10s(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def clip_40s(tmp_path_factory) -> Path:
     return _moving_clip(tmp_path_factory.mktemp("clips") / "clip40.mp4", 40.0, seed=1)
+
+
+@pytest.fixture(scope="session")
+def calib_data(tmp_path_factory, tiny_models):
+    """A small stand-in set (2 train + 2 validation clips per class, 2 s) and the tiny slowfast."""
+    from mvrt.standin import generate_standin
+
+    root = tmp_path_factory.mktemp("calib-data")
+    generate_standin(root, clips_per_class={"train": 2, "validation": 2}, seconds=2.0, width=64, height=48,
+                     splits=("train", "validation"), progress=False)
+    return root, tiny_models["slowfast"]

@@ -22,12 +22,14 @@ Typical use:
   mvrt infer a.mp4 b.mkv --model m.onnx --format jsonl  # machine-readable, one line per event
   mvrt info model.onnx                                  # what a model was built from
   mvrt features video.mp4 --model m.onnx --start 30 --output feats.npz
+  mvrt calibrate m.onnx --data MVED                     # INT8 Q/DQ model + accuracy report
 """
 
 
 def build_parser() -> argparse.ArgumentParser:
     from mvrt import _cli_commands as commands
     from mvrt._cli_bench import add_bench
+    from mvrt._cli_calibrate import add_calibrate
     from mvrt._cli_export import add_export
     from mvrt._cli_pretrain import add_pretrain
     from mvrt._cli_train import add_evaluate, add_train
@@ -48,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_train(sub)
     add_evaluate(sub)
     add_pretrain(sub)
+    add_calibrate(sub)
     return parser
 
 

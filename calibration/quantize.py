@@ -1,0 +1,102 @@
+"""Symmetric INT8 Q/DQ with ONNX Runtime's quantiser (DESIGN §6).
+
+What the graph gets, for TensorRT 10/11 and ONNX Runtime alike:
+- the inputs of every Conv / Gemm / MatMul are quantised (activations per tensor, weights per
+  output channel), all with zero point 0 and scale = range / 127 (activations) or max|w| / 127;
+  their outputs are not (TensorRT's recommended placement; ONNX Runtime's default would also
+  quantise every output, the logits included, which cost the bundled model 20 points of agreement);
+- weights are stored as int8 initialisers behind a DequantizeLinear (TensorRT reads these
+  pre-quantised weights directly); biases stay float32 (TensorRT has no INT32 DequantizeLinear);
+- everything else (ReLU, pooling, MMTM's sigmoid gating, ReduceMean, softmax-free logits)
+  stays float32, and any node named by `--exclude` keeps its inputs in float32.
+
+Activation ranges come from `mvrt.calibration.ranges`; this module only places Q/DQ nodes.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import os
+from pathlib import Path
+from typing import Sequence
+
+from mvrt.errors import MissingDependencyError, ModelError, UsageError
+
+__all__ = ["OP_TYPES", "quantizable_nodes", "quantize_qdq", "quantized_nodes", "resolve_excludes"]
+
+log = logging.getLogger(__name__)
+OP_TYPES = ("Conv", "Gemm", "MatMul")
+
+
+def _ort_quantization():
+    try:
+        from onnxruntime import quantization
+    except ImportError:
+        raise MissingDependencyError("onnxruntime", "dev", "INT8 calibration") from None
+    return quantization
+
+
+def _onnx():
+    try:
+        import onnx
+    except ImportError:
+        raise MissingDependencyError("onnx", "torch", "INT8 calibration") from None
+    return onnx
+
+
+def quantizable_nodes(model, op_types: Sequence[str] = OP_TYPES) -> list[str]:
+    """Names of the nodes the quantiser may quantise, in graph order."""
+    return [node.name for node in model.graph.node if node.op_type in op_types]
+
+
+def quantized_nodes(model) -> list[str]:
+    """Names of the Conv/Gemm/MatMul nodes of a Q/DQ graph that read a DequantizeLinear output."""
+    dequantized = {out for node in model.graph.node if node.op_type == "DequantizeLinear" for out in node.output}
+    return [node.name for node in model.graph.node
+            if node.op_type in OP_TYPES and any(value in dequantized for value in node.input)]
+
+
+def resolve_excludes(model, patterns: Sequence[str], where: str) -> tuple[str, ...]:
+    """Node names matching `--exclude` patterns (exact names or shell globs such as '/stem/*')."""
+    names = quantizable_nodes(model)
+    chosen: dict[str, None] = {}
+    for pattern in patterns:
+        hits = [n for n in names if n == pattern or fnmatch.fnmatchcase(n, pattern)]
+        if not hits:
+            example = names[0] if names else "none"
+            raise UsageError(f"--exclude {pattern!r} matches no quantisable layer of {where} (names look like "
+                             f"{example!r}; the report's sensitivity list shows them)")
+        chosen.update(dict.fromkeys(hits))
+    return tuple(chosen)
+
+
+def quantize_qdq(onnx_path: str | os.PathLike, ranges, *, exclude: Sequence[str] = (), only: Sequence[str] | None = None):
+    """The Q/DQ INT8 model (an `onnx.ModelProto`) of an FP32 model for `ranges` (ORT `TensorsData`)."""
+    quantization = _ort_quantization()
+    from onnxruntime.quantization.qdq_quantizer import QDQQuantizer
+    from onnxruntime.quantization.quant_utils import load_model_with_shape_infer
+
+    _onnx()
+    try:
+        model = load_model_with_shape_infer(Path(onnx_path))
+    except Exception as exc:  # noqa: BLE001 - onnx/ORT raise many types for a bad file
+        raise ModelError(f"{onnx_path}: cannot be loaded for quantisation: {' '.join(str(exc).split())}") from None
+    options = {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False,
+               "OpTypesToExcludeOutputQuantization": list(OP_TYPES),  # inputs only: TensorRT's placement
+               "DedicatedQDQPair": True}  # a pair per reader: pooling and other float readers keep float inputs
+    quantizer = QDQQuantizer(model, True, False, quantization.QuantType.QInt8, quantization.QuantType.QInt8,
+                             ranges, list(only or []), list(exclude), list(OP_TYPES), options)
+    quantizer.quantize_model()
+    quantizer.model.topological_sort()  # Q/DQ nodes are appended at the end; ONNX wants producers first
+    proto = quantizer.model.model
+    _drop_shape_info(proto)
+    return proto
+
+
+def _drop_shape_info(proto) -> None:
+    """Shape inference's value_info is not needed at run time and bloats the file."""
+    del proto.graph.value_info[:]
+    props = [p for p in proto.metadata_props if p.key != "onnx.infer"]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(props)

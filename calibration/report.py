@@ -1,0 +1,107 @@
+"""The calibration report: FP32 against INT8 on the validation split, as a table and JSON."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mvrt.calibration.compare import Comparison
+from mvrt.calibration.latency import LatencyRow
+from mvrt.calibration.sensitivity import LayerSensitivity
+from mvrt.errors import UsageError
+
+__all__ = ["CalibrationReport", "render_report", "write_report"]
+
+SHOWN_LAYERS = 10
+
+
+@dataclass(frozen=True)
+class CalibrationReport:
+    model: Path
+    int8_model: Path
+    method: str
+    quantizer: str
+    calibration_sha256: str
+    calibration_clips: int
+    calibration_split: str
+    validation_split: str
+    excluded: tuple[str, ...]
+    quantized_layers: int
+    comparison: Comparison
+    tried: dict[str, Comparison] = field(default_factory=dict, repr=False)
+    sensitivity: tuple[LayerSensitivity, ...] = field(default=(), repr=False)
+    sensitivity_clips: int = 0
+    latency: tuple[LatencyRow, ...] = ()
+    cpu_features: tuple[str, ...] = ()
+    settings: dict = field(default_factory=dict, repr=False)
+    trained_on: str = ""
+
+    def to_dict(self) -> dict:
+        return {
+            "model": str(self.model), "int8_model": str(self.int8_model), "method": self.method,
+            "quantizer": self.quantizer, "trained_on": self.trained_on,
+            "calibration": {"sha256": self.calibration_sha256, "clips": self.calibration_clips,
+                            "split": self.calibration_split},
+            "validation_split": self.validation_split, "excluded_layers": list(self.excluded),
+            "quantized_layers": self.quantized_layers, "comparison": self.comparison.to_dict(),
+            "methods_tried": {name: c.to_dict() for name, c in self.tried.items()},
+            "sensitivity": {"clips": self.sensitivity_clips, "layers": [s.to_dict() for s in self.sensitivity]},
+            "latency_onnxruntime_cpu": {"cpu_int8_features": list(self.cpu_features),
+                                        "rows": [row.to_dict() for row in self.latency]},
+            "settings": self.settings,
+        }
+
+
+def write_report(report: CalibrationReport, path: Path) -> Path:
+    try:
+        path.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot write the calibration report: {exc.strerror}") from None
+    return path
+
+
+def render_report(report: CalibrationReport) -> str:
+    """The human-readable report: comparison table, methods, sensitive layers, latency."""
+    c = report.comparison
+    lines = [f"INT8 ({report.method}, {report.quantizer}) against FP32 on {c.count} {report.validation_split} clips; "
+             f"calibrated on {report.calibration_clips} {report.calibration_split} clips "
+             f"(set sha256 {report.calibration_sha256[:12]}), {report.quantized_layers} layers quantised, "
+             f"{len(report.excluded)} kept in FP32",
+             "", f"{'':<16}{'FP32':>8}{'INT8':>8}",
+             *(f"{name:<16}{getattr(c.fp32, attr):>8.4f}{getattr(c.int8, attr):>8.4f}"
+               for name, attr in (("accuracy", "accuracy"), ("macro-F1", "macro_f1"), ("ROC-AUC", "macro_auc"))),
+             "", f"top-1 agreement {c.agreement:.4f} ({round(c.agreement * c.count)}/{c.count}), accuracy change "
+             f"{-c.accuracy_drop_points:+.2f} points, |Δprobability| max {c.max_abs_dp:.4f} mean {c.mean_abs_dp:.4f}"]
+    if len(report.tried) > 1:
+        lines += ["", "methods tried (best by agreement, then mean |Δp|):"]
+        lines += [f"  {name:<11} agreement {t.agreement:.4f}  accuracy {t.int8.accuracy:.4f}  mean |Δp| {t.mean_abs_dp:.4f}"
+                  + ("  <- kept" if name == report.method else "") for name, t in report.tried.items()]
+    lines += _sensitivity_lines(report) + _latency_lines(report)
+    return "\n".join(lines)
+
+
+def _sensitivity_lines(report: CalibrationReport) -> list[str]:
+    if not report.sensitivity:
+        return []
+    lines = ["", f"most sensitive layers (each quantised alone, {report.sensitivity_clips} validation clips; "
+             "keep them in FP32 with --exclude NAME):",
+             f"  {'mean|Δp|':>9} {'max|Δp|':>8} {'flips':>5}  layer"]
+    lines += [f"  {s.mean_abs_dp:>9.5f} {s.max_abs_dp:>8.5f} {s.flips:>5}  {s.node} ({s.op_type})"
+              for s in report.sensitivity[:SHOWN_LAYERS]]
+    return lines
+
+
+def _latency_lines(report: CalibrationReport) -> list[str]:
+    if not report.latency:
+        return []
+    features = ", ".join(report.cpu_features) or "unknown"
+    lines = ["", f"latency on ONNX Runtime CPU (median of alternating calls; CPU int8 features: {features}):"]
+    for row in report.latency:
+        verdict = "faster" if row.speedup > 1 else "SLOWER"
+        lines.append(f"  batch {row.batch_size}: FP32 {row.fp32_ms:.1f} ms, INT8 {row.int8_ms:.1f} ms "
+                     f"-> INT8 is {row.speedup:.2f}x ({verdict})")
+    if any(row.speedup <= 1 for row in report.latency) and not {"avx512_vnni", "avx_vnni", "amx_int8"} & set(report.cpu_features):
+        lines.append("  this CPU has no VNNI, so ONNX Runtime's int8 kernels cannot beat float32 here; the INT8 model "
+                     "is meant for TensorRT (--engine) or a VNNI CPU")
+    return lines
