@@ -97,6 +97,7 @@ def calibrate(model: str | os.PathLike, data_root: str | os.PathLike, settings: 
     model, root = Path(model), Path(data_root)
     out = Path(out) if out is not None else default_int8_path(model)
     config = check_model(model, out)
+    excluded = _excluded(model, settings.exclude)  # a pattern that matches nothing fails before any work
     if engine is not None:
         _check_engine_request(out, Path(engine), tensorrt)
     cache = settings.cache_dir if settings.cache_dir is not None else root / ".mvrt-cache"
@@ -104,7 +105,7 @@ def calibrate(model: str | os.PathLike, data_root: str | os.PathLike, settings: 
     validation = _validation(discover(root, settings.validation_split), config, settings, cache, progress)
     fp32_logits = _logits(model, validation, settings, "FP32 validation", progress)
     with tempfile.TemporaryDirectory(prefix=".mvrt-calibrate-", dir=_staging_dir(out)) as tmp:
-        best, tried, proto, excluded = _try_methods(model, calib, validation, fp32_logits, settings, Path(tmp), progress)
+        best, tried, proto = _try_methods(model, calib, validation, fp32_logits, settings, excluded, Path(tmp), progress)
         sensitivity = _sensitivity(model, proto, validation, fp32_logits, settings, progress)
         _finish_proto(proto, calib.sha256, best, excluded, settings, len(calib))
         _write_int8(proto, Path(tmp) / out.name, out)
@@ -150,9 +151,8 @@ def _logits(path: Path, validation: _Validation, settings: CalibrationSettings, 
 
 
 def _try_methods(model: Path, calib, validation: _Validation, fp32_logits: np.ndarray, settings: CalibrationSettings,
-                 tmp: Path, progress: bool):
-    """Quantise with each method; returns (best method, {method: Comparison}, best proto, excluded nodes)."""
-    excluded = _excluded(model, settings.exclude)
+                 excluded: tuple[str, ...], tmp: Path, progress: bool):
+    """Quantise with each method; returns (best method, {method: Comparison}, best proto)."""
     ranges = _ranges(model, calib, validation.config, settings, progress)
     tried: dict[str, Comparison] = {}
     protos = {}
@@ -164,7 +164,7 @@ def _try_methods(model: Path, calib, validation: _Validation, fp32_logits: np.nd
         tried[method] = compare_logits(validation.labels, fp32_logits, int8_logits, tuple(validation.config.classes))
         log.info("calibration %s: agreement %.4f, mean |dp| %.4f", method, tried[method].agreement, tried[method].mean_abs_dp)
     best = min(tried, key=lambda m: (-tried[m].agreement, tried[m].mean_abs_dp))
-    return best, tried, protos[best], excluded
+    return best, tried, protos[best]
 
 
 def _excluded(model: Path, patterns: tuple[str, ...]) -> tuple[str, ...]:

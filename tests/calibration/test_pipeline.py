@@ -1,0 +1,85 @@
+"""`calibrate` end to end on a tiny model, and the bundled model's INT8 promise on fresh stand-in clips."""
+
+import json
+
+import numpy as np
+import pytest
+
+from mvrt.calibration.pipeline import calibrate, default_int8_path
+from mvrt.calibration.settings import CalibrationSettings
+from mvrt.data import discover
+from mvrt.errors import UsageError
+from mvrt.feature_cache import FeatureCache, load_batch
+from mvrt.runtime.engines.onnxruntime_engine import OnnxRuntimeEngine
+from mvrt.runtime.model_meta import read_onnx_metadata
+
+
+@pytest.fixture(scope="module")
+def calibrated(calib_data, tmp_path_factory):
+    root, model = calib_data
+    work = tmp_path_factory.mktemp("calibrated")
+    settings = CalibrationSettings(method="auto", sensitivity_samples=2, latency_rounds=1, batch_size=4,
+                                   cache_dir=work / "cache", threads=1)
+    return root, model, work, calibrate(model.onnx, root, settings, out=work / "tiny.int8.onnx", progress=False)
+
+
+def test_writes_a_tagged_int8_model_and_its_report(calibrated):
+    _, model, work, result = calibrated
+    meta = read_onnx_metadata(result.int8_path)
+    report = json.loads(result.report_path.read_text())
+    assert meta["mvrt_precision"] == "int8" and meta["mvrt_config"] == read_onnx_metadata(model.onnx)["mvrt_config"]
+    assert meta["mvrt_calibration_sha256"] == report["calibration"]["sha256"] == result.report.calibration_sha256
+    details = json.loads(meta["mvrt_calibration"])
+    assert details["method"] == report["method"] in ("minmax", "entropy", "percentile") and details["symmetric"]
+    assert set(report["methods_tried"]) == {"minmax", "entropy", "percentile"}
+    best = report["methods_tried"][report["method"]]["top1_agreement"]
+    assert best == max(t["top1_agreement"] for t in report["methods_tried"].values())
+    assert report["calibration"]["clips"] == 12 and report["comparison"]["clips"] == 12
+    assert len(report["sensitivity"]["layers"]) == report["quantized_layers"] > 0
+    assert [row["batch_size"] for row in report["latency_onnxruntime_cpu"]["rows"]] == [1, 4]
+    assert result.report_path.name == "tiny.int8.report.json"
+
+
+def test_report_numbers_match_a_fresh_run_of_both_models(calibrated):
+    root, model, work, result = calibrated
+    entries = FeatureCache(work / "cache", model.config).build(discover(root, "validation"), progress=False).entries
+    feeds = load_batch([p for _, p in entries], model.config)
+    with OnnxRuntimeEngine(model.onnx, threads=1) as fp32, OnnxRuntimeEngine(result.int8_path, threads=1) as int8:
+        a, b = fp32.infer(feeds), int8.infer(feeds)
+    c = result.report.comparison
+    assert c.agreement == pytest.approx(np.mean(a.argmax(1) == b.argmax(1)))
+    labels = np.array([clip.label for clip, _ in entries])
+    assert c.int8.accuracy == pytest.approx(np.mean(b.argmax(1) == labels))
+    assert c.fp32.accuracy == pytest.approx(np.mean(a.argmax(1) == labels))
+
+
+def test_bad_requests_fail_before_any_work(calibrated, tmp_path):
+    root, model, work, result = calibrated
+    with pytest.raises(UsageError, match="the graph is int8; calibrate the FP32 export"):
+        calibrate(result.int8_path, root, progress=False)
+    with pytest.raises(UsageError, match="would overwrite the FP32 model"):
+        calibrate(model.onnx, root, out=model.onnx, progress=False)
+    with pytest.raises(UsageError, match="takes an FP32 .onnx model"):
+        calibrate(model.checkpoint, root, progress=False)
+    with pytest.raises(UsageError, match="--split and --validation-split are both 'train'"):
+        CalibrationSettings(validation_split="train")
+    with pytest.raises(UsageError, match="--method 'kl'"):
+        CalibrationSettings(method="kl")
+    assert default_int8_path(tmp_path / "m.onnx") == tmp_path / "m.int8.onnx"
+
+
+def test_bundled_model_keeps_its_answers_in_int8(tmp_path):
+    """INT8 on fresh stand-in clips, a smaller set than the README's (60/60 agreement on 360 + 60 clips).
+
+    Here 64 calibration and 24 validation clips: one borderline clip flips (23/24), so the bound
+    is 95% agreement and at most one clip of accuracy; the 98% / 1-point check needs the full set.
+    """
+    from mvrt.bundled import default_model_path
+    from mvrt.standin import generate_standin
+
+    generate_standin(tmp_path / "data", clips_per_class={"train": 11, "validation": 4}, seconds=8.0, seed=7,
+                     splits=("train", "validation"), progress=False)
+    settings = CalibrationSettings(method="percentile", sensitivity_samples=0, latency_rounds=0, samples=64)
+    result = calibrate(default_model_path(), tmp_path / "data", settings, out=tmp_path / "b.int8.onnx", progress=False)
+    c = result.report.comparison
+    assert c.count == 24 and c.agreement >= 0.95 and c.accuracy_drop_points <= 100 / 24 + 1e-9, c.to_dict()
