@@ -94,6 +94,7 @@ def calibrate(model: str | os.PathLike, data_root: str | os.PathLike, settings: 
     from mvrt.data import discover
 
     settings = settings or CalibrationSettings()
+    _require_onnx()
     model, root = Path(model), Path(data_root)
     out = Path(out) if out is not None else default_int8_path(model)
     config = check_model(model, out)
@@ -113,6 +114,16 @@ def calibrate(model: str | os.PathLike, data_root: str | os.PathLike, settings: 
     report_path = write_report(report, report_path_for(out))
     engine_path = _build_engine(out, Path(engine), tensorrt) if engine is not None else None
     return CalibrationResult(out, report_path, report, engine_path)
+
+
+def _require_onnx() -> None:
+    """Calibration edits the graph: it needs the onnx package (the torch or dev extra)."""
+    import importlib.util
+
+    from mvrt.errors import MissingDependencyError
+
+    if importlib.util.find_spec("onnx") is None:
+        raise MissingDependencyError("onnx", "dev", "INT8 calibration")
 
 
 def _staging_dir(out: Path) -> Path:
