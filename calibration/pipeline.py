@@ -49,12 +49,11 @@ class _Validation:
     config: ModelConfig
     batch_size: int
 
-    def batches(self, count: int | None = None):
+    def batches(self):
         from mvrt.feature_cache import load_batch
 
-        paths = self.entries[:count]
-        for i in range(0, len(paths), self.batch_size):
-            yield load_batch(paths[i : i + self.batch_size], self.config)
+        for i in range(0, len(self.entries), self.batch_size):
+            yield load_batch(self.entries[i : i + self.batch_size], self.config)
 
 
 def default_int8_path(model: str | os.PathLike) -> Path:
@@ -91,14 +90,16 @@ def calibrate(model: str | os.PathLike, data_root: str | os.PathLike, settings: 
               out: str | os.PathLike | None = None, engine: str | os.PathLike | None = None, tensorrt=None,
               progress: bool = True) -> CalibrationResult:
     """Calibrate `model` on `<data_root>/<split>` and report on the validation split."""
+    from mvrt.calibration.quantize import require_onnx
     from mvrt.data import discover
 
     settings = settings or CalibrationSettings()
-    _require_onnx()
+    require_onnx()
     model, root = Path(model), Path(data_root)
     out = Path(out) if out is not None else default_int8_path(model)
     config = check_model(model, out)
-    excluded = _excluded(model, settings.exclude)  # a pattern that matches nothing fails before any work
+    fp32 = _load_graph(model)  # read once: exclusions and sensitivity both need it
+    excluded = _excluded(fp32, model, settings.exclude)  # a pattern that matches nothing fails before any work
     if engine is not None:
         _check_engine_request(out, Path(engine), tensorrt)
     cache = settings.cache_dir if settings.cache_dir is not None else root / ".mvrt-cache"
@@ -107,7 +108,7 @@ def calibrate(model: str | os.PathLike, data_root: str | os.PathLike, settings: 
     fp32_logits = _logits(model, validation, settings, "FP32 validation", progress)
     with tempfile.TemporaryDirectory(prefix=".mvrt-calibrate-", dir=_staging_dir(out)) as tmp:
         best, tried, proto = _try_methods(model, calib, validation, fp32_logits, settings, excluded, Path(tmp), progress)
-        sensitivity = _sensitivity(model, proto, validation, fp32_logits, settings, progress)
+        sensitivity = _sensitivity(fp32, proto, validation, fp32_logits, settings, progress)
         _finish_proto(proto, calib.sha256, best, excluded, settings, len(calib))
         _write_int8(proto, Path(tmp) / out.name, out)
     report = _report(model, out, config, settings, calib, best, tried, excluded, proto, sensitivity, progress)
@@ -116,14 +117,13 @@ def calibrate(model: str | os.PathLike, data_root: str | os.PathLike, settings: 
     return CalibrationResult(out, report_path, report, engine_path)
 
 
-def _require_onnx() -> None:
-    """Calibration edits the graph: it needs the onnx package (the torch or dev extra)."""
-    import importlib.util
+def _load_graph(model: Path):
+    import onnx
 
-    from mvrt.errors import MissingDependencyError
-
-    if importlib.util.find_spec("onnx") is None:
-        raise MissingDependencyError("onnx", "dev", "INT8 calibration")
+    try:
+        return onnx.load(str(model))
+    except Exception as exc:  # noqa: BLE001 - protobuf and onnx raise many types for a damaged file
+        raise ModelError(f"{model}: cannot read the ONNX graph: {' '.join(str(exc).split())}") from None
 
 
 def _staging_dir(out: Path) -> Path:
@@ -178,15 +178,11 @@ def _try_methods(model: Path, calib, validation: _Validation, fp32_logits: np.nd
     return best, tried, protos[best]
 
 
-def _excluded(model: Path, patterns: tuple[str, ...]) -> tuple[str, ...]:
+def _excluded(fp32, model: Path, patterns: tuple[str, ...]) -> tuple[str, ...]:
     """Node names the `--exclude` patterns name (checked against the FP32 graph)."""
-    if not patterns:
-        return ()
-    import onnx
-
     from mvrt.calibration.quantize import resolve_excludes
 
-    return resolve_excludes(onnx.load(str(model)), patterns, str(model))
+    return resolve_excludes(fp32, patterns, str(model)) if patterns else ()
 
 
 def _ranges(model: Path, calib, config: ModelConfig, settings: CalibrationSettings, progress: bool):
@@ -211,20 +207,19 @@ def _quantize(model: Path, calib, config: ModelConfig, method: str, ranges, excl
     return quantize_qdq(model, ranges.tensors_data(method), exclude=excluded)
 
 
-def _sensitivity(model: Path, proto, validation: _Validation, fp32_logits: np.ndarray, settings: CalibrationSettings,
+def _sensitivity(fp32, proto, validation: _Validation, fp32_logits: np.ndarray, settings: CalibrationSettings,
                  progress: bool):
     """Per-layer sensitivity on the first validation clips (empty when switched off)."""
     count = min(settings.sensitivity_samples, len(validation.labels))
     if count == 0:
         return ()
-    import onnx
-
     from mvrt.calibration.quantize import quantized_nodes
     from mvrt.calibration.sensitivity import layer_sensitivity
+    from mvrt.feature_cache import load_batch
     from mvrt.runtime.engines.onnxruntime_engine import physical_cores
 
-    feeds = next(_Validation(validation.labels, validation.entries, validation.config, count).batches(count))
-    return tuple(layer_sensitivity(onnx.load(str(model)), proto, quantized_nodes(proto), feeds, fp32_logits[:count],
+    feeds = load_batch(validation.entries[:count], validation.config)
+    return tuple(layer_sensitivity(fp32, proto, quantized_nodes(proto), feeds, fp32_logits[:count],
                                    threads=settings.threads or physical_cores(), progress=progress))
 
 

@@ -16,7 +16,6 @@ Activation ranges come from `mvrt.calibration.ranges`; this module only places Q
 from __future__ import annotations
 
 import fnmatch
-import logging
 import os
 from pathlib import Path
 from typing import Sequence
@@ -25,11 +24,10 @@ from mvrt.errors import MissingDependencyError, ModelError, UsageError
 
 __all__ = ["OP_TYPES", "quantizable_nodes", "quantize_qdq", "quantized_nodes", "resolve_excludes"]
 
-log = logging.getLogger(__name__)
 OP_TYPES = ("Conv", "Gemm", "MatMul")
 
 
-def _ort_quantization():
+def ort_quantization():
     try:
         from onnxruntime import quantization
     except ImportError:
@@ -37,11 +35,12 @@ def _ort_quantization():
     return quantization
 
 
-def _onnx():
+def require_onnx():
+    """The onnx module; calibration edits graphs (onnx comes with the torch or dev extra)."""
     try:
         import onnx
     except ImportError:
-        raise MissingDependencyError("onnx", "torch", "INT8 calibration") from None
+        raise MissingDependencyError("onnx", "dev", "INT8 calibration") from None
     return onnx
 
 
@@ -73,11 +72,11 @@ def resolve_excludes(model, patterns: Sequence[str], where: str) -> tuple[str, .
 
 def quantize_qdq(onnx_path: str | os.PathLike, ranges, *, exclude: Sequence[str] = (), only: Sequence[str] | None = None):
     """The Q/DQ INT8 model (an `onnx.ModelProto`) of an FP32 model for `ranges` (ORT `TensorsData`)."""
-    quantization = _ort_quantization()
+    quantization = ort_quantization()
+    require_onnx()
     from onnxruntime.quantization.qdq_quantizer import QDQQuantizer
     from onnxruntime.quantization.quant_utils import load_model_with_shape_infer
 
-    _onnx()
     try:
         model = load_model_with_shape_infer(Path(onnx_path))
     except Exception as exc:  # noqa: BLE001 - onnx/ORT raise many types for a bad file

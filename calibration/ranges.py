@@ -25,7 +25,7 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from mvrt.errors import MissingDependencyError, UsageError
+from mvrt.errors import UsageError
 
 __all__ = ["BINS", "LEVELS", "PERCENTILE", "RangeSet", "collect_ranges", "entropy_threshold", "percentile_threshold"]
 
@@ -113,14 +113,6 @@ def percentile_threshold(hist: np.ndarray, absmax: float, percentile: float = PE
     return float(absmax) * min(index + 1, hist.size) / hist.size
 
 
-def _ort_calibrate():
-    try:
-        from onnxruntime.quantization import calibrate
-    except ImportError:
-        raise MissingDependencyError("onnxruntime", "dev", "INT8 calibration") from None
-    return calibrate
-
-
 class _ListReader:
     """A CalibrationDataReader over a list of batches."""
 
@@ -180,7 +172,9 @@ def _quantised_inputs(onnx_path, op_types: Sequence[str], absmax: dict[str, floa
 def _minmax_pass(onnx_path, batches, op_types, total: int, progress: bool) -> dict[str, float]:
     from tqdm import tqdm
 
-    calibrate = _ort_calibrate()
+    from mvrt.calibration.quantize import ort_quantization
+
+    calibrate = ort_quantization().calibrate
     with tempfile.TemporaryDirectory(prefix="mvrt-calibrate-") as tmp, \
             tqdm(total=total, desc="calibrate: ranges", unit="clip", disable=not progress, file=sys.stderr) as bar:
         with _quiet():

@@ -14,8 +14,8 @@ from typing import Sequence
 
 import numpy as np
 
+from mvrt.calibration.compare import prob_shift
 from mvrt.errors import BackendError
-from mvrt.runtime.results import softmax
 
 __all__ = ["LayerSensitivity", "graft_layer", "layer_sensitivity"]
 
@@ -83,13 +83,12 @@ def layer_sensitivity(fp32, int8, nodes: Sequence[str], feeds: dict[str, np.ndar
     """Sensitivity of each quantised node in `nodes`, most sensitive first."""
     from tqdm import tqdm
 
-    reference = softmax(fp32_logits)
     labels = fp32_logits.argmax(axis=1)
     ops = {node.name: node.op_type for node in int8.graph.node}
     found = []
     for name in tqdm(nodes, desc="layer sensitivity", unit="layer", file=sys.stderr, disable=not progress):
         logits = _session(graft_layer(fp32, int8, name), threads).run(["logits"], feeds)[0]
-        shift = np.abs(softmax(logits) - reference).max(axis=1)
+        shift = prob_shift(fp32_logits, logits)
         found.append(LayerSensitivity(name, ops.get(name, "?"), float(shift.mean()), float(shift.max()),
                                       int(np.sum(logits.argmax(axis=1) != labels))))
     return sorted(found, key=lambda s: (-s.mean_abs_dp, s.node))

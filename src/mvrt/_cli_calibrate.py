@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
-from mvrt._cli_engine import positive_int
-from mvrt.errors import UsageError
+from mvrt._cli_engine import non_negative_int, positive_int
+from mvrt._cli_export import add_tensorrt_options, tensorrt_settings
 
 EXIT_OK = 0
-_TENSORRT_FLAGS = ("--batch", "--workspace-gib", "--timing-cache", "--version-compatible", "--dla-core")
-
-
-def _count(text: str) -> int:
-    """A whole number >= 0 (0 switches a measurement off)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
-    return value
 
 
 def add_calibrate(sub) -> None:
@@ -46,9 +33,9 @@ def add_calibrate(sub) -> None:
                    help="node names (or globs like '/stem/*') to keep in FP32; the report lists the sensitive ones")
     p.add_argument("--out", default=None, metavar="OUT.onnx", help="INT8 model (default: MODEL with .int8.onnx)")
     p.add_argument("--batch-size", type=positive_int, default=8, metavar="N", help="clips per run (default: 8)")
-    p.add_argument("--sensitivity-samples", type=_count, default=8, metavar="N",
+    p.add_argument("--sensitivity-samples", type=non_negative_int, default=8, metavar="N",
                    help="validation clips for the per-layer sensitivity list; 0 skips it (default: 8)")
-    p.add_argument("--latency-rounds", type=_count, default=5, metavar="N",
+    p.add_argument("--latency-rounds", type=non_negative_int, default=5, metavar="N",
                    help="alternating timed calls, INT8 against FP32 on ONNX Runtime CPU; 0 skips (default: 5)")
     p.add_argument("--quantizer", default="onnxruntime", choices=("onnxruntime", "modelopt"),
                    help="who inserts the Q/DQ nodes (default: onnxruntime; modelopt needs nvidia-modelopt)")
@@ -56,13 +43,7 @@ def add_calibrate(sub) -> None:
     p.add_argument("--cache", default=None, metavar="DIR", help="feature cache (default: DATA_ROOT/.mvrt-cache)")
     p.add_argument("--format", default="table", choices=("table", "json"), help="report on stdout (default: table)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
-    trt = p.add_argument_group("TensorRT engine (needs pip install 'mvrt[tensorrt]' and a GPU)")
-    trt.add_argument("--engine", default=None, metavar="OUT.plan", help="also build a TensorRT plan from the INT8 model")
-    trt.add_argument("--batch", default=None, metavar="MIN:OPT:MAX", help="optimization profile (default: 1:4:8)")
-    trt.add_argument("--workspace-gib", type=float, default=None, metavar="GIB", help="builder workspace (default: 1)")
-    trt.add_argument("--timing-cache", default=None, metavar="FILE", help="timing cache file, loaded and saved")
-    trt.add_argument("--version-compatible", action="store_true", default=None, help="plan later TensorRT versions can run")
-    trt.add_argument("--dla-core", type=int, default=None, metavar="N", help="build for DLA core N (Jetson)")
+    add_tensorrt_options(p, "also build a TensorRT plan from the INT8 model (+ OUT.plan.json)")
     p.set_defaults(handler=run_calibrate)
 
 
@@ -78,7 +59,7 @@ def run_calibrate(args) -> int:
         exclude=tuple(args.exclude), batch_size=args.batch_size, sensitivity_samples=args.sensitivity_samples,
         latency_rounds=args.latency_rounds, quantizer=args.quantizer, threads=args.threads,
         cache_dir=Path(args.cache) if args.cache else None)
-    tensorrt = _tensorrt_settings(args)
+    tensorrt = tensorrt_settings(args, "int8")
     print(f"mvrt calibrate: {args.model}: {settings.describe()}", file=sys.stderr)
     result = calibrate(args.model, args.data, settings, out=args.out, engine=args.engine, tensorrt=tensorrt,
                        progress=not args.quiet)
@@ -90,18 +71,3 @@ def run_calibrate(args) -> int:
     if result.engine_path is not None:
         print(f"mvrt calibrate: wrote {result.engine_path} and {result.engine_path.name}.json", file=sys.stderr)
     return EXIT_OK
-
-
-def _tensorrt_settings(args):
-    """Validated INT8 TensorRT settings when --engine is given; TensorRT flags without it are an error."""
-    from mvrt.export.settings import DEFAULT_BATCH, make_settings
-
-    given = [flag for flag in _TENSORRT_FLAGS if getattr(args, flag.lstrip("-").replace("-", "_")) is not None]
-    if args.engine is None:
-        if given:
-            raise UsageError(f"{', '.join(given)} only apply when building a TensorRT engine; add --engine OUT.plan")
-        return None
-    return make_settings("int8", batch=args.batch or DEFAULT_BATCH,
-                         workspace_gib=1.0 if args.workspace_gib is None else args.workspace_gib,
-                         timing_cache=args.timing_cache, version_compatible=bool(args.version_compatible),
-                         dla_core=args.dla_core)

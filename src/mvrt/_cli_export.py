@@ -27,16 +27,22 @@ def add_export(sub) -> None:
     p.add_argument("--opset", type=int, default=18, help="ONNX opset (default: 18, the minimum)")
     p.add_argument("--parity-batch", type=int, default=8, metavar="N", help="samples in the parity check (default: 8)")
     p.add_argument("--seed", type=int, default=0, help="seed of the parity batch (default: 0)")
+    add_tensorrt_options(p, "also build a TensorRT plan (+ OUT.plan.json)")
+    p.set_defaults(handler=run_export)
+
+
+def add_tensorrt_options(p, engine_help: str) -> None:
+    """--engine and the builder flags (shared by export and calibrate; flags without --engine are an error)."""
     trt = p.add_argument_group("TensorRT engine (needs pip install 'mvrt[tensorrt]' and a GPU)")
-    trt.add_argument("--engine", default=None, metavar="OUT.plan", help="also build a TensorRT plan (+ OUT.plan.json)")
+    trt.add_argument("--engine", default=None, metavar="OUT.plan", help=engine_help)
     trt.add_argument("--batch", default=None, metavar="MIN:OPT:MAX",
                      help="optimization profile batch sizes; N means 1:N:N (default: 1:4:8)")
     trt.add_argument("--workspace-gib", type=float, default=None, metavar="GIB", help="builder workspace (default: 1)")
     trt.add_argument("--timing-cache", default=None, metavar="FILE", help="timing cache file, loaded and saved")
     trt.add_argument("--version-compatible", action="store_true", default=None,
                      help="plan that later TensorRT versions can run (lean runtime embedded)")
-    trt.add_argument("--dla-core", type=int, default=None, metavar="N", help="build for DLA core N (Jetson; fp16)")
-    p.set_defaults(handler=run_export)
+    trt.add_argument("--dla-core", type=int, default=None, metavar="N",
+                     help="build for DLA core N (Jetson; fp16 or int8 graphs)")
 
 
 def run_export(args) -> int:
@@ -44,7 +50,7 @@ def run_export(args) -> int:
 
     precision = args.precision.lower()
     check_precision(precision)
-    settings = _tensorrt_settings(args, precision)
+    settings = tensorrt_settings(args, precision)
     check_export_request(args.checkpoint, args.onnx, precision, args.parity_batch, args.engine, settings)
     print(f"mvrt export: {args.checkpoint}: precision {precision}, opset {args.opset}, parity batch "
           f"{args.parity_batch} (seed {args.seed}) on onnxruntime CPU", file=sys.stderr)
@@ -57,7 +63,7 @@ def run_export(args) -> int:
     return EXIT_OK
 
 
-def _tensorrt_settings(args, precision: str):
+def tensorrt_settings(args, precision: str):
     """Validated TensorRT settings when --engine is given; TensorRT flags without it are an error."""
     from mvrt.export.settings import DEFAULT_BATCH, make_settings
 
