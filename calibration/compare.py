@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
-from typing import Iterable
 
 import numpy as np
 
 from mvrt.errors import UsageError
 from mvrt.training.metrics import Metrics, classification_metrics, softmax
 
-__all__ = ["Comparison", "compare_logits", "run_logits"]
+__all__ = ["Comparison", "compare_logits", "prob_shift"]
 
 
 @dataclass(frozen=True)
@@ -56,16 +54,3 @@ def compare_logits(labels: np.ndarray, fp32_logits: np.ndarray, int8_logits: np.
     return Comparison(len(labels), agreement, float(shift.max()), float(shift.mean()),
                       classification_metrics(labels, fp32_logits, classes),
                       classification_metrics(labels, int8_logits, classes))
-
-
-def run_logits(engine, batches: Iterable[dict[str, np.ndarray]], *, total: int, desc: str,
-               progress: bool = True) -> np.ndarray:
-    """Logits of an open engine over batches, with a progress bar counted in clips."""
-    from tqdm import tqdm
-
-    chunks = []
-    with tqdm(total=total, desc=desc, unit="clip", file=sys.stderr, disable=not progress) as bar:
-        for feeds in batches:
-            chunks.append(engine.infer(feeds))
-            bar.update(len(chunks[-1]))
-    return np.concatenate(chunks)

@@ -18,11 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from mvrt.calibration.compare import Comparison, compare_logits, run_logits
+from mvrt.calibration.compare import Comparison, compare_logits
 from mvrt.calibration.report import CalibrationReport, write_report
 from mvrt.calibration.settings import CalibrationSettings
 from mvrt.config import ModelConfig
 from mvrt.errors import ModelError, UsageError
+from mvrt.evaluate import run_logits
 
 __all__ = ["CalibrationResult", "calibrate", "default_int8_path", "report_path_for"]
 

@@ -12,13 +12,14 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 
 from mvrt.errors import MissingDependencyError, UsageError
 from mvrt.training.metrics import Metrics, classification_metrics, roc_curve, softmax
 
-__all__ = ["Evaluation", "evaluate", "plot_confusion", "plot_roc"]
+__all__ = ["Evaluation", "evaluate", "plot_confusion", "plot_roc", "run_logits"]
 
 
 @dataclass(frozen=True)
@@ -41,8 +42,6 @@ def evaluate(model_path: str | os.PathLike, data_root: str | os.PathLike, *, spl
              backend: str = "auto", batch_size: int = 8, out_dir: str | os.PathLike | None = None,
              cache_dir: str | os.PathLike | None = None, progress: bool = True, **engine_options) -> Evaluation:
     """Evaluate `model_path` on `<data_root>/<split>`; writes metrics.json and PNGs to `out_dir`."""
-    from tqdm import tqdm
-
     from mvrt.data import discover
     from mvrt.feature_cache import FeatureCache, load_batch
     from mvrt.runtime.engines import open_engine
@@ -59,17 +58,28 @@ def evaluate(model_path: str | os.PathLike, data_root: str | os.PathLike, *, spl
             raise UsageError(f"{root}: no {split} clip could be decoded ({report.failed_count} failed)")
         step = min(batch_size, engine.max_batch or batch_size)
         paths = [p for _, p in report.entries]
-        chunks = []
-        for i in tqdm(range(0, len(paths), step), desc="evaluate", unit="batch", file=sys.stderr, disable=not progress):
-            chunks.append(engine.infer(load_batch(paths[i : i + step], config)))
+        batches = (load_batch(paths[i : i + step], config) for i in range(0, len(paths), step))
+        logits = run_logits(engine, batches, total=len(paths), desc="evaluate", progress=progress)
         name = engine.name
     labels = np.array([clip.label for clip, _ in report.entries])
-    logits = np.concatenate(chunks)
     metrics = classification_metrics(labels, logits, tuple(config.classes))
     result = Evaluation(Path(model_path), name, split, metrics, labels, logits, report.failed_count)
     if out_dir is None:
         return result
     return _write_outputs(result, Path(out_dir), config.trained_on)
+
+
+def run_logits(engine, batches: Iterable[dict[str, np.ndarray]], *, total: int, desc: str,
+               progress: bool = True) -> np.ndarray:
+    """Logits of an open engine over batches, with a progress bar counted in clips."""
+    from tqdm import tqdm
+
+    chunks = []
+    with tqdm(total=total, desc=desc, unit="clip", file=sys.stderr, disable=not progress) as bar:
+        for feeds in batches:
+            chunks.append(engine.infer(feeds))
+            bar.update(len(chunks[-1]))
+    return np.concatenate(chunks)
 
 
 def _write_outputs(result: Evaluation, out_dir: Path, trained_on: str) -> Evaluation:
