@@ -69,17 +69,20 @@ def test_bad_requests_fail_before_any_work(calibrated, tmp_path):
 
 
 def test_bundled_model_keeps_its_answers_in_int8(tmp_path):
-    """INT8 on fresh stand-in clips, a smaller set than the README's (60/60 agreement on 360 + 60 clips).
+    """Issue 5's promise on the README's stand-in validation split: >= 98% agreement, <= 1 point lost.
 
-    Here 64 calibration and 24 validation clips: one borderline clip flips (23/24), so the bound
-    is 95% agreement and at most one clip of accuracy; the 98% / 1-point check needs the full set.
+    `mvrt standin` seeds every clip from (seed, split, class, index), so 10 validation clips per
+    class at seed 0 are exactly the README's 60; calibration uses the first 11 train clips per
+    class (64 samples) instead of all 360 to keep CI short (README: 60/60 with all of them).
     """
     from mvrt.bundled import default_model_path
     from mvrt.standin import generate_standin
 
-    generate_standin(tmp_path / "data", clips_per_class={"train": 11, "validation": 4}, seconds=8.0, seed=7,
+    generate_standin(tmp_path / "data", clips_per_class={"train": 11, "validation": 10}, seconds=8.0, seed=0,
                      splits=("train", "validation"), progress=False)
     settings = CalibrationSettings(method="percentile", sensitivity_samples=0, latency_rounds=0, samples=64)
     result = calibrate(default_model_path(), tmp_path / "data", settings, out=tmp_path / "b.int8.onnx", progress=False)
-    c = result.report.comparison
-    assert c.count == 24 and c.agreement >= 0.95 and c.accuracy_drop_points <= 100 / 24 + 1e-9, c.to_dict()
+    shown = json.loads(result.report_path.read_text())["comparison"]
+    assert shown == result.report.comparison.to_dict()
+    assert shown["clips"] == 60 and shown["top1_agreement"] >= 0.98, shown
+    assert shown["accuracy_drop_points"] <= 1.0 and shown["int8"]["accuracy"] >= 0.95, shown
