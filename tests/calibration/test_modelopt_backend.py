@@ -1,0 +1,124 @@
+"""`--quantizer modelopt`: the missing-package error everywhere, the real quantiser where installed."""
+
+import importlib.util
+import json
+import logging
+
+import numpy as np
+import pytest
+
+from mvrt.calibration.pipeline import calibrate
+from mvrt.calibration.settings import CalibrationSettings
+from mvrt.errors import MissingDependencyError, UsageError
+
+
+def _settings(tmp_path, **kw):
+    base = dict(quantizer="modelopt", method="minmax", sensitivity_samples=0, latency_rounds=0, batch_size=4,
+                cache_dir=tmp_path / "cache", threads=1)
+    return CalibrationSettings(**{**base, **kw})
+
+
+def test_missing_modelopt_says_how_to_install(calib_data, tmp_path, monkeypatch):
+    root, model = calib_data
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "modelopt" else real(name, *a))
+    with pytest.raises(MissingDependencyError, match=r"--quantizer modelopt needs the 'nvidia-modelopt' package; "
+                                                     r"install it with `pip install 'mvrt\[modelopt\]'`"):
+        calibrate(model.onnx, root, _settings(tmp_path), out=tmp_path / "m.int8.onnx", progress=False)
+    assert not (tmp_path / "m.int8.onnx").exists()
+
+
+def test_modelopt_has_no_percentile():
+    with pytest.raises(UsageError, match="--quantizer modelopt calibrates with minmax or entropy, not percentile"):
+        CalibrationSettings(quantizer="modelopt", method="percentile")
+    assert CalibrationSettings(quantizer="modelopt").methods == ("minmax", "entropy")
+
+
+def test_in_memory_set_is_every_batch_in_order(calib_data, tmp_path):
+    from mvrt.calibration.dataset import build_calibration_set
+    from mvrt.calibration.modelopt_backend import _in_memory
+    from mvrt.data import discover
+
+    root, model = calib_data
+    calib = build_calibration_set(discover(root, "train"), model.config, tmp_path, progress=False)
+    data = _in_memory(calib, model.config, batch_size=5)  # 12 clips: batches of 5, 5, 2
+    whole = next(calib.batches(model.config, len(calib)))
+    assert set(data) == set(model.config.input_names)
+    for name, array in data.items():
+        assert array.shape == (12, *model.config.input_shapes()[name]) and array.dtype == np.float32
+        np.testing.assert_array_equal(array, whole[name])
+
+
+@pytest.fixture(scope="module")
+def modelopt_run(calib_data, tmp_path_factory):
+    pytest.importorskip("modelopt.onnx.quantization", reason="nvidia-modelopt[onnx] is not installed")
+    root, model = calib_data
+    work = tmp_path_factory.mktemp("modelopt")
+    before = model.onnx.read_bytes()
+    result = calibrate(model.onnx, root, _settings(work), out=work / "m.int8.onnx", progress=False)
+    assert model.onnx.read_bytes() == before, "ModelOpt rewrote the FP32 model"
+    return root, model, work, result
+
+
+def test_modelopt_graph_is_symmetric_per_channel_int8_and_keeps_the_metadata(modelopt_run):
+    import onnx
+    from onnx import numpy_helper
+
+    root, model, work, result = modelopt_run
+    proto = onnx.load(str(result.int8_path))
+    meta = {p.key: p.value for p in proto.metadata_props}
+    fp32 = {p.key: p.value for p in onnx.load(str(model.onnx)).metadata_props}
+    assert meta["mvrt_config"] == fp32["mvrt_config"] and meta["mvrt_precision"] == "int8"
+    assert json.loads(meta["mvrt_calibration"])["quantizer"] == "modelopt"
+    inits = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
+    quant = [n for n in proto.graph.node if n.op_type == "QuantizeLinear"]
+    zero_points = [inits[n.input[2]] for n in quant if len(n.input) > 2 and n.input[2] in inits]
+    assert quant and all(z.dtype == np.int8 and not z.any() for z in zero_points)
+    weights = [n for n in quant if n.input[0] in inits]
+    assert weights and all(inits[n.input[1]].size == inits[n.input[0]].shape[0] for n in weights)
+    assert result.report.quantized_layers == len(weights)
+
+
+def test_modelopt_report_matches_a_fresh_run(modelopt_run):
+    from mvrt.data import discover
+    from mvrt.feature_cache import FeatureCache, load_batch
+    from mvrt.runtime.engines.onnxruntime_engine import OnnxRuntimeEngine
+
+    root, model, work, result = modelopt_run
+    entries = FeatureCache(work / "cache", model.config).build(discover(root, "validation"), progress=False).entries
+    feeds = load_batch([p for _, p in entries], model.config)
+    with OnnxRuntimeEngine(model.onnx, threads=1) as fp32, OnnxRuntimeEngine(result.int8_path, threads=1) as int8:
+        a, b = fp32.infer(feeds), int8.infer(feeds)
+    assert result.report.comparison.agreement == pytest.approx(np.mean(a.argmax(1) == b.argmax(1)))
+    assert json.loads(result.report_path.read_text())["quantizer"] == "modelopt"
+
+
+def test_modelopt_logs_reach_mvrt_log_not_stdout(capsys, caplog):
+    import sys
+
+    from mvrt.calibration.modelopt_backend import _modelopt_logging
+
+    log = logging.getLogger("modelopt.onnx")
+    with caplog.at_level(logging.WARNING), _modelopt_logging():
+        log.addHandler(logging.StreamHandler(sys.stdout))  # what ModelOpt's configure_logging does
+        log.warning("calibration data is small")
+        log.error("Failed to get GPU count: NVML Shared Library Not Found")
+    assert capsys.readouterr().out == "" and not log.handlers
+    assert [r.getMessage() for r in caplog.records if r.name == "modelopt.onnx"] == ["calibration data is small"]
+
+
+def test_modelopt_keeps_excluded_layers_float_and_stdout_clean(modelopt_run, tmp_path, capsys, caplog):
+    from mvrt.calibration.quantize import quantized_nodes
+
+    root, model, work, result = modelopt_run
+    import onnx
+
+    layer = sorted(quantized_nodes(onnx.load(str(result.int8_path))))[0]
+    capsys.readouterr()
+    with caplog.at_level(logging.INFO):
+        again = calibrate(model.onnx, root, _settings(work, exclude=(layer,)), out=tmp_path / "x.int8.onnx",
+                          progress=False)
+    assert layer not in quantized_nodes(onnx.load(str(again.int8_path)))
+    assert again.report.quantized_layers == result.report.quantized_layers - 1
+    assert capsys.readouterr().out == ""
+    assert not [r for r in caplog.records if r.name.startswith("modelopt") and "GPU count" in r.getMessage()]
