@@ -49,27 +49,34 @@ def cpu_int8_features() -> list[str]:
 
 
 def measure_latency(fp32_path: str | os.PathLike, int8_path: str | os.PathLike, batch_sizes: Sequence[int] = (1,), *,
-                    rounds: int = 5, threads: int | None = None) -> list[LatencyRow]:
+                    rounds: int = 5, threads: int | None = None, progress: bool = False) -> list[LatencyRow]:
     """Median latency of both models on ONNX Runtime CPU, alternating calls."""
+    from tqdm import tqdm
+
     from mvrt.runtime.benchmark import synthetic_feeds
     from mvrt.runtime.engines.onnxruntime_engine import OnnxRuntimeEngine
 
     if rounds < 1 or not batch_sizes or min(batch_sizes) < 1:
         raise UsageError(f"latency needs rounds >= 1 and batch sizes >= 1, got {rounds} and {list(batch_sizes)}")
     rows = []
-    with OnnxRuntimeEngine(fp32_path, providers="cpu", threads=threads) as fp32, \
+    bar = tqdm(total=len(batch_sizes) * rounds, desc="latency FP32 vs INT8", unit="round", disable=not progress)
+    with bar, OnnxRuntimeEngine(fp32_path, providers="cpu", threads=threads) as fp32, \
             OnnxRuntimeEngine(int8_path, providers="cpu", threads=threads) as int8:
         for batch in batch_sizes:
-            feeds = synthetic_feeds(fp32.input_shapes, batch)
-            fp32.infer(feeds), int8.infer(feeds)  # warm-up
-            times = np.empty((rounds, 2))
-            for r in range(rounds):
-                order = (0, 1) if r % 2 == 0 else (1, 0)
-                for which in order:
-                    engine = (fp32, int8)[which]
-                    start = time.perf_counter()
-                    engine.infer(feeds)
-                    times[r, which] = time.perf_counter() - start
-            fp32_ms, int8_ms = np.median(times, axis=0) * 1e3
-            rows.append(LatencyRow(batch, rounds, float(fp32_ms), float(int8_ms)))
+            fp32_ms, int8_ms = _median_ms(fp32, int8, synthetic_feeds(fp32.input_shapes, batch), rounds, bar)
+            rows.append(LatencyRow(batch, rounds, fp32_ms, int8_ms))
     return rows
+
+
+def _median_ms(fp32, int8, feeds: dict[str, np.ndarray], rounds: int, bar) -> tuple[float, float]:
+    """Median milliseconds per call of both engines, the order flipped every round."""
+    fp32.infer(feeds), int8.infer(feeds)  # warm-up
+    times = np.empty((rounds, 2))
+    for r in range(rounds):
+        for which in ((0, 1) if r % 2 == 0 else (1, 0)):
+            start = time.perf_counter()
+            (fp32, int8)[which].infer(feeds)
+            times[r, which] = time.perf_counter() - start
+        bar.update()
+    fp32_ms, int8_ms = np.median(times, axis=0) * 1e3
+    return float(fp32_ms), float(int8_ms)

@@ -257,10 +257,8 @@ def _report(model: Path, out: Path, config: ModelConfig, settings: CalibrationSe
 
     latency = ()
     if settings.latency_rounds:
-        if progress:
-            log.warning("calibration: timing INT8 against FP32 on ONNX Runtime CPU (%d rounds)", settings.latency_rounds)
         latency = tuple(measure_latency(model, out, (1, settings.batch_size), rounds=settings.latency_rounds,
-                                        threads=settings.threads))
+                                        threads=settings.threads, progress=progress))
     quantized = len(quantized_nodes(proto))
     return CalibrationReport(
         model, out, best, settings.quantizer, calib.sha256, len(calib), settings.split, settings.validation_split,
