@@ -21,15 +21,14 @@ import numpy as np
 from mvrt.config import ModelConfig
 from mvrt.errors import BackendError, MissingDependencyError, UsageError
 
-__all__ = ["quantize_modelopt"]
+__all__ = ["quantize_modelopt", "require_modelopt"]
 
 _METHODS = {"minmax": "max", "entropy": "entropy"}
 
 
 def quantize_modelopt(model: Path, calib, config: ModelConfig, method: str, excluded: tuple[str, ...], tmp: Path):
     """The Q/DQ INT8 proto ModelOpt writes for `model` (ONNX Runtime CPU calibrates)."""
-    if importlib.util.find_spec("modelopt") is None:
-        raise MissingDependencyError("nvidia-modelopt", "modelopt", "--quantizer modelopt")
+    require_modelopt()
     if method not in _METHODS:
         raise UsageError(f"--quantizer modelopt calibrates with minmax or entropy, not {method}")
     import onnx
@@ -53,6 +52,11 @@ def quantize_modelopt(model: Path, calib, config: ModelConfig, method: str, excl
     proto = onnx.load(str(out))
     _keep_metadata(onnx.load(str(model), load_external_data=False), proto)
     return proto
+
+
+def require_modelopt() -> None:
+    if importlib.util.find_spec("modelopt") is None:
+        raise MissingDependencyError("nvidia-modelopt", "modelopt", "--quantizer modelopt")
 
 
 def _in_memory(calib, config: ModelConfig, batch_size: int = 8) -> dict[str, np.ndarray]:

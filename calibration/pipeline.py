@@ -103,6 +103,10 @@ def calibrate(model: str | os.PathLike, data_root: str | os.PathLike, settings: 
     excluded = _excluded(fp32, model, settings.exclude)  # a pattern that matches nothing fails before any work
     if engine is not None:
         _check_engine_request(out, Path(engine), tensorrt)
+    if settings.quantizer == "modelopt":
+        from mvrt.calibration.modelopt_backend import require_modelopt
+
+        require_modelopt()
     cache = settings.cache_dir if settings.cache_dir is not None else root / ".mvrt-cache"
     calib = _calibration_set(root, config, settings, cache, progress)
     validation = _validation(discover(root, settings.validation_split), config, settings, cache, progress)

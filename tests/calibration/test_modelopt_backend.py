@@ -25,7 +25,7 @@ def test_missing_modelopt_says_how_to_install(calib_data, tmp_path, monkeypatch)
     with pytest.raises(MissingDependencyError, match=r"--quantizer modelopt needs the 'nvidia-modelopt' package; "
                                                      r"install it with `pip install 'mvrt\[modelopt\]'`"):
         calibrate(model.onnx, root, _settings(tmp_path), out=tmp_path / "m.int8.onnx", progress=False)
-    assert not (tmp_path / "m.int8.onnx").exists()
+    assert not (tmp_path / "m.int8.onnx").exists() and not (tmp_path / "cache").exists()  # before any work
 
 
 def test_modelopt_has_no_percentile():
