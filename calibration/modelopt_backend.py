@@ -33,20 +33,21 @@ def quantize_modelopt(model: Path, calib, config: ModelConfig, method: str, excl
         raise UsageError(f"--quantizer modelopt calibrates with minmax or entropy, not {method}")
     import onnx
 
-    data = _in_memory(calib, config)
     out = tmp / f"modelopt-{method}.onnx"
     # ModelOpt rewrites its input in place (shape inference via infer_shapes_path): give it a copy.
     source = tmp / f"modelopt-{method}-fp32.onnx"
     shutil.copyfile(model, source)
-    try:
-        with _modelopt_logging():
-            from modelopt.onnx.quantization import quantize
-
-            quantize(str(source), quantize_mode="int8", calibration_data=data, calibration_method=_METHODS[method],
-                     calibration_eps=["cpu"], nodes_to_exclude=[f"^{name}$" for name in excluded] or None,
-                     output_path=str(out), high_precision_dtype="fp32", use_zero_point=False, log_level="WARNING")
-    except (RuntimeError, ValueError) as exc:
-        raise BackendError(f"{model}: ModelOpt quantisation failed: {' '.join(str(exc).split())}") from None
+    data = _in_memory(calib, config)
+    with _modelopt_logging():
+        quantize = _import_quantize()
+        try:
+            quantize(str(source), quantize_mode="int8", calibration_data=data,
+                     calibration_method=_METHODS[method], calibration_eps=["cpu"], output_path=str(out),
+                     nodes_to_exclude=[f"^{name}$" for name in excluded] or None, high_precision_dtype="fp32",
+                     use_zero_point=False, log_level="WARNING")
+        except Exception as exc:  # noqa: BLE001 - ModelOpt and the onnx tools under it raise many types
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            raise BackendError(f"{model}: ModelOpt quantisation failed: {reason}") from None
     if not out.is_file():
         raise BackendError(f"{model}: ModelOpt wrote no model to {out}")
     proto = onnx.load(str(out))
@@ -57,6 +58,15 @@ def quantize_modelopt(model: Path, calib, config: ModelConfig, method: str, excl
 def require_modelopt() -> None:
     if importlib.util.find_spec("modelopt") is None:
         raise MissingDependencyError("nvidia-modelopt", "modelopt", "--quantizer modelopt")
+
+
+def _import_quantize():
+    try:
+        from modelopt.onnx.quantization import quantize
+    except ImportError as exc:  # installed but broken, e.g. a CUDA-only dependency
+        raise BackendError(f"nvidia-modelopt is installed but cannot be imported: {exc}; reinstall it with "
+                           "`pip install --force-reinstall 'mvrt[modelopt]'`") from None
+    return quantize
 
 
 def _in_memory(calib, config: ModelConfig, batch_size: int = 8) -> dict[str, np.ndarray]:

@@ -49,6 +49,31 @@ def test_in_memory_set_is_every_batch_in_order(calib_data, tmp_path):
         np.testing.assert_array_equal(array, whole[name])
 
 
+def test_modelopt_failures_are_one_line_backend_errors(calib_data, tmp_path, monkeypatch):
+    import sys
+
+    from mvrt.calibration import modelopt_backend
+    from mvrt.calibration.dataset import build_calibration_set
+    from mvrt.data import discover
+    from mvrt.errors import BackendError
+
+    root, model = calib_data
+    calib = build_calibration_set(discover(root, "train"), model.config, tmp_path, progress=False)
+    monkeypatch.setattr(modelopt_backend, "require_modelopt", lambda: None)
+    monkeypatch.setitem(sys.modules, "modelopt.onnx.quantization", None)  # installed but broken
+    with pytest.raises(BackendError, match=r"nvidia-modelopt is installed but cannot be imported: .*--force-reinstall"):
+        modelopt_backend.quantize_modelopt(model.onnx, calib, model.config, "minmax", (), tmp_path)
+
+    def failing(*args, **kwargs):
+        raise AssertionError("Unsupported\n  node type")
+
+    monkeypatch.setattr(modelopt_backend, "_import_quantize", lambda: failing)
+    with pytest.raises(BackendError, match=r"\.onnx: ModelOpt quantisation failed: Unsupported node type$"):
+        modelopt_backend.quantize_modelopt(model.onnx, calib, model.config, "entropy", (), tmp_path)
+    with pytest.raises(UsageError, match="calibrates with minmax or entropy, not percentile"):
+        modelopt_backend.quantize_modelopt(model.onnx, calib, model.config, "percentile", (), tmp_path)
+
+
 @pytest.fixture(scope="module")
 def modelopt_run(calib_data, tmp_path_factory):
     pytest.importorskip("modelopt.onnx.quantization", reason="nvidia-modelopt[onnx] is not installed")
