@@ -71,6 +71,24 @@ def test_one_failing_input_is_reported_and_the_rest_complete(capsys, tiny_models
     assert "1 of 2 input(s) failed" in err
 
 
+def test_folders_expand_to_their_video_files(capsys, tiny_models, clip_10s, tmp_path):
+    import shutil
+
+    folder, empty = tmp_path / "videos", tmp_path / "empty"
+    (folder / "b" / ".hidden").mkdir(parents=True)
+    empty.mkdir()
+    for name in ("b/one.mp4", "a.MKV", "b/.hidden/skipped.mp4", "b/.skipped.mp4"):
+        shutil.copy(clip_10s, folder / name)
+    (folder / "notes.txt").write_text("not media")
+    code, out, err = run(capsys, "infer", folder, empty, clip_10s, "--model", tiny_models["slowfast"].onnx,
+                         "--format", "json", "--quiet")
+    assert code == 1 and "Traceback" not in err
+    assert [v["path"] for v in json.loads(out)["videos"]] == [str(folder / "a.MKV"), str(folder / "b" / "one.mp4"),
+                                                                str(clip_10s)]
+    assert f"mvrt: error: {empty}: folder has no video files (.avi, .mkv, .mov, .mp4, .webm)" in err.splitlines()
+    assert "1 of 4 input(s) failed" in err
+
+
 def test_plot_draws_one_panel_per_video(capsys, tiny_models, clip_10s, tmp_path):
     image = pytest.importorskip("matplotlib.image")
     one, two = tmp_path / "one.png", tmp_path / "two.png"

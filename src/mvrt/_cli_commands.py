@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -23,7 +24,8 @@ def add_infer(sub) -> None:
         "whole-video label (mean of the window probabilities). Progress goes to stderr; json, "
         "csv and jsonl on stdout stay machine-clean. Exit code 1 if any input failed.",
     )
-    p.add_argument("videos", nargs="+", metavar="VIDEO", help="media files (MP4, MKV, WebM, ...)")
+    p.add_argument("videos", nargs="+", metavar="VIDEO",
+                   help="media files (MP4, MKV, WebM, ...) or folders (every video file in them, recursively)")
     p.add_argument("--model", default=None,
                    help="ONNX model (.onnx), checkpoint (.safetensors) or TensorRT plan (.plan); default: the "
                    "bundled demo model, trained on generated stand-in data (not MVED)")
@@ -61,16 +63,34 @@ def run_infer(args) -> int:
         with _open_output(args.output) as out:
             if args.format == "jsonl":
                 out.write(json.dumps({"type": "model", **summary}) + "\n")
-            videos = _consume(model.run(args.videos, pipeline), out, args)
+            paths, empty = _expand_folders(args.videos)
+            videos = _consume(model.run(paths, pipeline), out, args) if paths else []
             _render(videos, summary, model.config.classes, out, args)
     if args.plot:
         from mvrt.plot import plot_timeline
 
         plot_timeline(videos, args.plot, title_note=f"model trained on: {summary['trained_on']}")
-    failed = [v for v in videos if not v.ok]
+    failed = len(empty) + sum(not v.ok for v in videos)
     if failed:
-        print(f"mvrt: {len(failed)} of {len(videos)} input(s) failed", file=sys.stderr)
+        print(f"mvrt: {failed} of {len(empty) + len(videos)} input(s) failed", file=sys.stderr)
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _expand_folders(inputs: list[str]) -> tuple[list[str], list[str]]:
+    """Files as given, folders replaced by their video files; (paths, folders without any)."""
+    from mvrt.data import VIDEO_EXTENSIONS, video_files
+
+    paths, empty = [], []
+    for item in inputs:
+        if not os.path.isdir(item):
+            paths.append(item)
+        elif found := video_files(item):
+            paths.extend(str(p) for p in found)
+        else:
+            empty.append(item)
+            print(f"mvrt: error: {item}: folder has no video files ({', '.join(sorted(VIDEO_EXTENSIONS))})",
+                  file=sys.stderr)
+    return paths, empty
 
 
 def _consume(events, out, args) -> list:

@@ -15,11 +15,11 @@ from pathlib import Path
 from mvrt.config import CLASSES
 from mvrt.errors import UsageError
 
-__all__ = ["Clip", "MEDIA_EXTENSIONS", "SPLIT_ALIASES", "discover", "find_split_dir"]
+__all__ = ["Clip", "MEDIA_EXTENSIONS", "SPLIT_ALIASES", "VIDEO_EXTENSIONS", "discover", "find_split_dir",
+           "video_files"]
 
-MEDIA_EXTENSIONS = frozenset(
-    {".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4a", ".mp3", ".wav", ".flac", ".ogg", ".opus", ".aac"}
-)
+VIDEO_EXTENSIONS = frozenset({".mp4", ".mkv", ".webm", ".mov", ".avi"})
+MEDIA_EXTENSIONS = VIDEO_EXTENSIONS | {".m4a", ".mp3", ".wav", ".flac", ".ogg", ".opus", ".aac"}
 # Canonical split -> folder names accepted for it (lower case).
 SPLIT_ALIASES: dict[str, tuple[str, ...]] = {
     "train": ("train", "training"),
@@ -112,3 +112,10 @@ def _class_clips(folder: Path, label: int, class_name: str, split: str) -> tuple
         clips.append(Clip(audio[stem], video[stem], label, class_name, split, stem))
     clips.sort(key=lambda c: c.stem)
     return clips, len(lonely)
+
+
+def video_files(folder: str | os.PathLike) -> list[Path]:
+    """Video files under `folder` (recursively, hidden files and folders skipped), sorted by path."""
+    folder = Path(folder)
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
