@@ -78,13 +78,13 @@ def run_infer(args) -> int:
 
 def _expand_folders(inputs: list[str]) -> tuple[list[str], list[str]]:
     """Files as given, folders replaced by their video files; (paths, folders without any)."""
-    from mvrt.data import VIDEO_EXTENSIONS, video_files
+    from mvrt.data import VIDEO_EXTENSIONS, media_files
 
     paths, empty = [], []
     for item in inputs:
         if not os.path.isdir(item):
             paths.append(item)
-        elif found := video_files(item):
+        elif found := media_files(item, VIDEO_EXTENSIONS):
             paths.extend(str(p) for p in found)
         else:
             empty.append(item)

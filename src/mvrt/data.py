@@ -16,7 +16,7 @@ from mvrt.config import CLASSES
 from mvrt.errors import UsageError
 
 __all__ = ["Clip", "MEDIA_EXTENSIONS", "SPLIT_ALIASES", "VIDEO_EXTENSIONS", "discover", "find_split_dir",
-           "video_files"]
+           "media_files"]
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".mkv", ".webm", ".mov", ".avi"})
 MEDIA_EXTENSIONS = VIDEO_EXTENSIONS | {".m4a", ".mp3", ".wav", ".flac", ".ogg", ".opus", ".aac"}
@@ -114,8 +114,8 @@ def _class_clips(folder: Path, label: int, class_name: str, split: str) -> tuple
     return clips, len(lonely)
 
 
-def video_files(folder: str | os.PathLike) -> list[Path]:
-    """Video files under `folder` (recursively, hidden files and folders skipped), sorted by path."""
+def media_files(folder: str | os.PathLike, extensions=MEDIA_EXTENSIONS) -> list[Path]:
+    """Files under `folder` with one of `extensions` (recursively, hidden files and folders skipped), sorted."""
     folder = Path(folder)
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in extensions
                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mvrt.config import FrontendConfig, ModelConfig
-from mvrt.data import MEDIA_EXTENSIONS, Clip
+from mvrt.data import MEDIA_EXTENSIONS, Clip, media_files
 from mvrt.errors import UsageError
 from mvrt.training.train import (
     audio_norm_stats,
@@ -62,14 +62,12 @@ class PretrainResult:
 
 
 def find_unlabelled_clips(root: str | os.PathLike) -> list[Clip]:
-    """Every media file under `root` (recursively, hidden folders skipped) as an unlabelled clip."""
+    """Every media file under `root` (recursively, hidden files and folders skipped) as an unlabelled clip."""
     root = Path(root)
     if not root.is_dir():
         raise UsageError(f"{root}: no such clips folder")
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in MEDIA_EXTENSIONS
-                   and not any(part.startswith(".") for part in p.relative_to(root).parts))
     clips = []
-    for path in files:
+    for path in media_files(root):
         audio = _audio_partner(path)
         if path.parent.name.lower() == "audio" and _video_partner(path) is not None:
             continue  # taken with its video file
