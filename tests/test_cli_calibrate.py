@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from mvrt.cli import main
 
 
@@ -39,3 +41,14 @@ def test_usage_errors_are_one_line(calib_data, tmp_path, capsys):
     code, _, err = run(capsys, "calibrate", model.onnx, "--data", root, "--exclude", "/nope", "--samples", "2",
                        "--cache", tmp_path / "cache", "-q")
     assert code == 2 and "--exclude '/nope' matches no quantisable layer" in err and len(err.strip().splitlines()) == 2
+
+
+def test_count_options_name_their_bound(calib_data, capsys):
+    """argparse's own exit (status 2) with the bound in its one-line message."""
+    root, model = calib_data
+    cases = [("--latency-rounds", "-1", "must be 0 or more, got -1"), ("--samples", "0", "must be at least 1, got 0"),
+             ("--sensitivity-samples", "two", "expected an integer, got 'two'")]
+    for option, value, message in cases:
+        with pytest.raises(SystemExit) as exit_info:
+            main(["calibrate", str(model.onnx), "--data", str(root), option, value])
+        assert exit_info.value.code == 2 and f"argument {option}: {message}" in capsys.readouterr().err

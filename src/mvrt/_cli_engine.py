@@ -23,22 +23,20 @@ def positive_float(text: str) -> float:
 
 def non_negative_int(text: str) -> int:
     """A whole number >= 0 (0 switches a measurement off)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
-    return value
+    return _int_at_least(text, 0, "must be 0 or more")
 
 
 def positive_int(text: str) -> int:
+    return _int_at_least(text, 1, "must be at least 1")
+
+
+def _int_at_least(text: str, minimum: int, too_small: str) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"{too_small}, got {text}")
     return value
 
 
