@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from mvrt._cli_engine import positive_float, positive_int
-from mvrt._cli_train import add_frontend_options, add_network_options, frontend_from
+from mvrt._cli_train import add_frontend_options, add_network_options, add_schedule_options, frontend_from
 
 EXIT_OK = 0
 
@@ -18,9 +17,7 @@ def add_pretrain(sub) -> None:
         "written as a classifier checkpoint to --out; fine-tune it with `mvrt train --init <out>`.")
     p.add_argument("clips_dir", metavar="CLIPS_DIR")
     add_network_options(p)
-    p.add_argument("--epochs", type=positive_int, default=10, metavar="N")
-    p.add_argument("--batch-size", type=positive_int, default=8, metavar="N")
-    p.add_argument("--lr", type=positive_float, default=1e-3, metavar="LR", help="AdamW peak learning rate, cosine decay")
+    add_schedule_options(p, epochs=10)
     add_frontend_options(p)
     p.add_argument("--cache", default=None, metavar="DIR", help="feature cache (default: CLIPS_DIR/.mvrt-cache)")
     p.add_argument("--out", default="pretrained.safetensors", metavar="CKPT",

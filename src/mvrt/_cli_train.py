@@ -17,6 +17,13 @@ def add_network_options(p) -> None:
     p.add_argument("--width", type=positive_float, default=1.0, metavar="W", help="channel width multiplier (default: 1)")
 
 
+def add_schedule_options(p, *, epochs: int) -> None:
+    """--epochs, --batch-size, --lr: the optimisation schedule (train and pretrain)."""
+    p.add_argument("--epochs", type=positive_int, default=epochs, metavar="N")
+    p.add_argument("--batch-size", type=positive_int, default=8, metavar="N")
+    p.add_argument("--lr", type=positive_float, default=1e-3, metavar="LR", help="AdamW peak learning rate, cosine decay")
+
+
 def add_frontend_options(p) -> None:
     """--window, --image-size: the front-end a trained model will expect."""
     p.add_argument("--window", type=positive_float, default=30.0, metavar="SECONDS", help="window length (default: 30)")
@@ -39,9 +46,7 @@ def add_train(sub) -> None:
     p.add_argument("data_root", metavar="DATA_ROOT")
     add_network_options(p)
     p.add_argument("--init", default=None, metavar="PRETRAINED", help="load matching weights from this .safetensors")
-    p.add_argument("--epochs", type=positive_int, default=30, metavar="N")
-    p.add_argument("--batch-size", type=positive_int, default=8, metavar="N")
-    p.add_argument("--lr", type=positive_float, default=1e-3, metavar="LR", help="AdamW peak learning rate, cosine decay")
+    add_schedule_options(p, epochs=30)
     p.add_argument("--weight-decay", type=float, default=1e-2, metavar="WD")
     add_frontend_options(p)
     p.add_argument("--cache", default=None, metavar="DIR", help="feature cache (default: DATA_ROOT/.mvrt-cache)")
