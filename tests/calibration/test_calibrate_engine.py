@@ -8,6 +8,7 @@ import importlib.util
 import numpy as np
 import pytest
 from gpu import require_tensorrt
+from shared_fixtures import validation_feeds
 
 from mvrt.calibration.pipeline import calibrate
 from mvrt.calibration.settings import CalibrationSettings
@@ -45,8 +46,6 @@ def test_engine_without_tensorrt_names_the_extra(calib_data, tmp_path):
 @pytest.mark.gpu
 def test_int8_plan_follows_the_int8_onnx(calib_data, tmp_path):
     require_tensorrt()
-    from mvrt.data import discover
-    from mvrt.feature_cache import FeatureCache, load_batch
     from mvrt.runtime.engines import open_engine
     from mvrt.runtime.engines.sidecar import read_sidecar
     from mvrt.runtime.model_meta import read_onnx_metadata
@@ -58,8 +57,7 @@ def test_int8_plan_follows_the_int8_onnx(calib_data, tmp_path):
     sidecar = read_sidecar(result.engine_path)
     assert sidecar.precision == "int8"
     assert sidecar.calibration_sha256 == read_onnx_metadata(result.int8_path)["mvrt_calibration_sha256"]
-    entries = FeatureCache(tmp_path / "cache", model.config).build(discover(root, "validation"), progress=False).entries
-    feeds = load_batch([p for _, p in entries], model.config)
+    _, feeds = validation_feeds(root, model.config, tmp_path / "cache")
     with open_engine(result.engine_path) as plan, open_engine(result.int8_path) as onnx_int8:
         got, ref = plan.infer(feeds), onnx_int8.infer(feeds)
     # Same Q/DQ scales; TensorRT fuses and accumulates differently, so compare probabilities loosely.

@@ -4,12 +4,11 @@ import json
 
 import numpy as np
 import pytest
+from shared_fixtures import validation_feeds
 
 from mvrt.calibration.pipeline import calibrate, default_int8_path
 from mvrt.calibration.settings import CalibrationSettings
-from mvrt.data import discover
 from mvrt.errors import UsageError
-from mvrt.feature_cache import FeatureCache, load_batch
 from mvrt.runtime.engines.onnxruntime_engine import OnnxRuntimeEngine
 from mvrt.runtime.model_meta import read_onnx_metadata
 
@@ -42,13 +41,11 @@ def test_writes_a_tagged_int8_model_and_its_report(calibrated):
 
 def test_report_numbers_match_a_fresh_run_of_both_models(calibrated):
     root, model, work, result = calibrated
-    entries = FeatureCache(work / "cache", model.config).build(discover(root, "validation"), progress=False).entries
-    feeds = load_batch([p for _, p in entries], model.config)
+    labels, feeds = validation_feeds(root, model.config, work / "cache")
     with OnnxRuntimeEngine(model.onnx, threads=1) as fp32, OnnxRuntimeEngine(result.int8_path, threads=1) as int8:
         a, b = fp32.infer(feeds), int8.infer(feeds)
     c = result.report.comparison
     assert c.agreement == pytest.approx(np.mean(a.argmax(1) == b.argmax(1)))
-    labels = np.array([clip.label for clip, _ in entries])
     assert c.int8.accuracy == pytest.approx(np.mean(b.argmax(1) == labels))
     assert c.fp32.accuracy == pytest.approx(np.mean(a.argmax(1) == labels))
 

@@ -6,6 +6,7 @@ import logging
 
 import numpy as np
 import pytest
+from shared_fixtures import validation_feeds
 
 from mvrt.calibration.pipeline import calibrate
 from mvrt.calibration.settings import CalibrationSettings
@@ -105,13 +106,10 @@ def test_modelopt_graph_is_symmetric_per_channel_int8_and_keeps_the_metadata(mod
 
 
 def test_modelopt_report_matches_a_fresh_run(modelopt_run):
-    from mvrt.data import discover
-    from mvrt.feature_cache import FeatureCache, load_batch
     from mvrt.runtime.engines.onnxruntime_engine import OnnxRuntimeEngine
 
     root, model, work, result = modelopt_run
-    entries = FeatureCache(work / "cache", model.config).build(discover(root, "validation"), progress=False).entries
-    feeds = load_batch([p for _, p in entries], model.config)
+    _, feeds = validation_feeds(root, model.config, work / "cache")
     with OnnxRuntimeEngine(model.onnx, threads=1) as fp32, OnnxRuntimeEngine(result.int8_path, threads=1) as int8:
         a, b = fp32.infer(feeds), int8.infer(feeds)
     assert result.report.comparison.agreement == pytest.approx(np.mean(a.argmax(1) == b.argmax(1)))
