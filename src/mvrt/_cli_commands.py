@@ -56,6 +56,7 @@ def run_infer(args) -> int:
               "(not MVED)", file=sys.stderr)
     pipeline = PipelineConfig(batch_size=args.batch_size, window_seconds=args.window, hop_seconds=args.hop)
     options = engine_options(args)
+    paths, empty = _expand_folders(args.videos)  # plain path work: before the model loads
     with load_model(args.model, backend=args.backend, **options) as model:
         from mvrt.report import model_summary
 
@@ -63,7 +64,6 @@ def run_infer(args) -> int:
         with _open_output(args.output) as out:
             if args.format == "jsonl":
                 out.write(json.dumps({"type": "model", **summary}) + "\n")
-            paths, empty = _expand_folders(args.videos)
             videos = _consume(model.run(paths, pipeline), out, args) if paths else []
             _render(videos, summary, model.config.classes, out, args)
     if args.plot:
