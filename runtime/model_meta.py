@@ -18,12 +18,16 @@ import struct
 from pathlib import Path
 from typing import BinaryIO
 
-from mvrt.config import ModelConfig
+from mvrt.config import MAX_JSON_DEPTH, ModelConfig, json_depth
 from mvrt.errors import ModelError
 
 CONFIG_KEY = "mvrt_config"
 CHECKPOINT_SHA_KEY = "checkpoint_sha256"
 _MAX_HEADER_BYTES = 100 * 1024 * 1024
+_MAX_METADATA_ENTRY_BYTES = 16 * 1024 * 1024  # one ONNX metadata_props entry (the config is at most 64 KiB)
+# Bytes per element of the safetensors dtypes whose size is whole bytes (others are checked less).
+_DTYPE_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
+                "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}
 _ONNX_METADATA_FIELD = 14
 _MAX_TOP_LEVEL_FIELDS = 100_000  # a real ModelProto has a handful; garbage fails fast
 
@@ -53,7 +57,13 @@ def read_model_config(path: str | os.PathLike) -> ModelConfig:
 
 
 def read_safetensors_header(path: str | os.PathLike) -> dict:
-    """The JSON header of a safetensors file: tensor name -> dtype/shape/offsets, `__metadata__`."""
+    """The checked JSON header of a safetensors file: tensor name -> dtype/shape/offsets, `__metadata__`.
+
+    The header is refused when it is nested deeper than `MAX_JSON_DEPTH` (before parsing), when a tensor's
+    dtype is not a string, its shape not a list of non-negative integers, or its data_offsets not two
+    integers inside the data section (spanning dtype size x elements), or when `__metadata__` does not
+    map strings to strings.
+    """
     path = _existing(path)
     size = path.stat().st_size
     with open(path, "rb") as f:
@@ -64,21 +74,22 @@ def read_safetensors_header(path: str | os.PathLike) -> dict:
         if length < 2 or length > min(size - 8, _MAX_HEADER_BYTES):
             raise ModelError(f"{path}: not a safetensors file (header length {length} does not fit the file)")
         raw = f.read(length)
+    depth = json_depth(raw)
+    if depth > MAX_JSON_DEPTH:
+        raise ModelError(f"{path}: safetensors header JSON is nested {depth} levels deep; at most {MAX_JSON_DEPTH} are read")
     try:
         header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # ValueError: JSONDecodeError, over-long integers
         raise ModelError(f"{path}: not a safetensors file (header is not JSON)") from None
     if not isinstance(header, dict):
         raise ModelError(f"{path}: not a safetensors file (header is not a JSON object)")
+    _check_header(header, path, size - 8 - length)
     return header
 
 
 def read_safetensors_metadata(path: str | os.PathLike) -> dict[str, str]:
     """The `__metadata__` string map of a safetensors file (empty if it has none)."""
-    meta = read_safetensors_header(path).get("__metadata__") or {}
-    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
-        raise ModelError(f"{path}: malformed safetensors metadata (must map strings to strings)")
-    return meta
+    return read_safetensors_header(path).get("__metadata__") or {}
 
 
 def read_checkpoint_config(path: str | os.PathLike) -> ModelConfig:
@@ -102,6 +113,8 @@ def read_onnx_metadata(path: str | os.PathLike) -> dict[str, str]:
                     length = _read_varint(f)
                     if f.tell() + length > size:
                         raise ValueError("metadata entry runs past the end of the file")
+                    if length > _MAX_METADATA_ENTRY_BYTES:
+                        raise ValueError(f"a metadata entry of {length} bytes; at most {_MAX_METADATA_ENTRY_BYTES} are read")
                     key, value = _read_string_pair(f.read(length))
                     meta[key] = value
                 else:
@@ -142,13 +155,44 @@ def describe_model(path: str | os.PathLike) -> dict:
 
 
 def _count_parameters(header: dict) -> int:
-    """Elements of every tensor except BatchNorm running statistics."""
+    """Elements of every tensor except BatchNorm running statistics (a header checked by `_check_header`)."""
     stats = ("running_mean", "running_var", "num_batches_tracked")
-    total = 0
+    return sum(math.prod(entry["shape"]) for name, entry in header.items()
+               if name != "__metadata__" and not name.endswith(stats))
+
+
+def _check_header(header: dict, path: Path, data_bytes: int) -> None:
+    """ModelError naming the tensor and the field when a safetensors header entry is malformed."""
+    meta = header.get("__metadata__")
+    if meta is not None and (not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values())):
+        raise ModelError(f"{path}: malformed safetensors metadata (must map strings to strings)")
     for name, entry in header.items():
-        if name != "__metadata__" and isinstance(entry, dict) and not name.endswith(stats):
-            total += math.prod(entry.get("shape", ()))
-    return total
+        if name == "__metadata__":
+            continue
+        where = f"{path}: malformed safetensors header: tensor {_short(name)}"
+        if not isinstance(entry, dict):
+            raise ModelError(f"{where} must be a JSON object with dtype, shape and data_offsets")
+        dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
+        if not isinstance(dtype, str):
+            raise ModelError(f"{where}: field 'dtype' must be a string, got {_short(dtype)}")
+        if not isinstance(shape, list) or not all(_is_int(d) and d >= 0 for d in shape):
+            raise ModelError(f"{where}: field 'shape' must be a list of non-negative integers, got {_short(shape)}")
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_int(o) for o in offsets)
+                and 0 <= offsets[0] <= offsets[1] <= data_bytes):
+            raise ModelError(f"{where}: field 'data_offsets' must be two integers [begin, end] with "
+                             f"0 <= begin <= end <= {data_bytes} (the data section), got {_short(offsets)}")
+        if dtype in _DTYPE_BYTES and math.prod(shape) * _DTYPE_BYTES[dtype] != offsets[1] - offsets[0]:
+            raise ModelError(f"{where}: field 'shape' {_short(shape)} of {dtype} does not fit its data_offsets "
+                             f"({offsets[1] - offsets[0]} bytes)")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _short(value: object, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _config_from(meta: dict[str, str], path: str | os.PathLike, how: str) -> ModelConfig:

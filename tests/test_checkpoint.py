@@ -136,3 +136,13 @@ def test_shape_mismatch_is_a_model_error(tmp_path):
     save_checkpoint(model, CONFIG.replace(width=1 / 8), path)
     with pytest.raises(ModelError, match=r"wider\.safetensors: weights do not fit the slowfast network"):
         load_checkpoint(path)
+
+
+def test_malformed_tensor_entry_is_refused_before_safetensors_reads_it(tmp_path):
+    path = tmp_path / "badshape.safetensors"
+    header = json.dumps({"__metadata__": {"mvrt_config": CONFIG.to_json()},
+                         "w": {"dtype": "F32", "shape": [2, "x"], "data_offsets": [0, 8]}}).encode()
+    path.write_bytes(struct.pack("<Q", len(header)) + header + bytes(8))
+    with pytest.raises(ModelError, match=r"badshape\.safetensors: malformed safetensors header: tensor 'w': "
+                       r"field 'shape' must be a list of non-negative integers"):
+        load_checkpoint(path)

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import io
+import logging
+import re
+import tracemalloc
+import zipfile
+
 import numpy as np
+import numpy.lib.format as npy
 import pytest
 
 import mvrt.feature_cache as fc
 from mvrt.config import AudioNorm, FrontendConfig, ModelConfig
 from mvrt.data import discover
-from mvrt.feature_cache import FeatureCache, entry_features, frontend_key, load_entry
+from mvrt.errors import MvrtError
+from mvrt.feature_cache import FeatureCache, entry_features, frontend_key, load_batch, load_entry
 from mvrt.runtime.media_features import iter_file_features, window_at
 from mvrt.standin import generate_standin
 
@@ -101,3 +109,145 @@ def test_authors_layout_and_decode_failure(tmp_path):
     assert "sad_0000.mp4" in report.failed[0][1] and "\n" not in report.failed[0][1]
     raw = load_entry(report.entries[0][1])
     assert raw["audio_fast"].shape == (2, 128, 126) and raw["frames"].shape == (64, 32, 32, 3)
+
+
+# --- entries nobody vetted ----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def clean_entry(flat_root, tmp_path_factory):
+    """(clip, config, arrays) of one clip's entry as the current writer computes it."""
+    clip, config = discover(flat_root, "train")[0], _config()
+    root = tmp_path_factory.mktemp("clean")
+    report = FeatureCache(root, config).build([clip], progress=False)
+    return clip, config, load_entry(report.entries[0][1])
+
+
+def _npy_header(dtype, shape) -> bytes:
+    buf = io.BytesIO()
+    npy.write_array_header_1_0(buf, {"descr": npy.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": shape})
+    return buf.getvalue()  # magic, length, header text
+
+
+def _zip(path, members: dict[str, bytes | tuple[bytes, int]], compression=zipfile.ZIP_STORED) -> None:
+    """A zip of `members`: name -> bytes, or (header bytes, count of zero bytes streamed after it)."""
+    with zipfile.ZipFile(path, "w", compression=compression, compresslevel=1) as archive:
+        for name, content in members.items():
+            with archive.open(name, "w", force_zip64=True) as f:
+                head, zeros = content if isinstance(content, tuple) else (content, 0)
+                f.write(head)
+                for start in range(0, zeros, 1 << 20):
+                    f.write(bytes(min(1 << 20, zeros - start)))
+
+
+def _npy(array) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array)
+    return buf.getvalue()
+
+
+def _members(arrays: dict, **changes) -> dict:
+    members = {f"{name}.npy": _npy(array) for name, array in arrays.items()}
+    for name, value in changes.items():
+        if value is None:
+            del members[f"{name}.npy"]
+        else:
+            members[f"{name}.npy"] = value
+    return members
+
+
+FRAMES = (64, 32, 32, 3)
+BAD_ENTRIES = {
+    # the header claims the right small array, the member inflates to 64 MiB
+    "zip bomb": (lambda a: _members(a, frames=(_npy_header(np.uint8, FRAMES), 64 << 20)), zipfile.ZIP_DEFLATED,
+                 r"member 'frames.npy' inflates to \d+ bytes, more than a uint8 array of shape \(64, 32, 32, 3\) needs"),
+    # a valid .npy of a wrong, 48 MiB shape, compressed small
+    "wrong huge shape": (lambda a: _members(a, frames=(_npy_header(np.uint8, (64, 512, 512, 3)), 64 * 512 * 512 * 3)),
+                         zipfile.ZIP_DEFLATED, r"member 'frames.npy' inflates to \d+ bytes"),
+    # a header claiming 3 TB with hardly any data (np.load: MemoryError)
+    "huge shape header": (lambda a: _members(a, frames=_npy_header(np.uint8, (10**9, 32, 32, 3)) + bytes(100)),
+                          zipfile.ZIP_STORED, r"'frames' is uint8 \(1000000000, 32, 32, 3\), this model's front-end needs "
+                          r"uint8 \(64, 32, 32, 3\)"),
+    "missing member": (lambda a: _members(a, audio_fast=None), zipfile.ZIP_STORED, r"missing member\(s\) 'audio_fast'$"),
+    "wrong dtype": (lambda a: _members(a, audio_slow=_npy(a["audio_slow"].astype(np.int32))), zipfile.ZIP_STORED,
+                    r"'audio_slow' is int32 \(2, 128, 32\), this model's front-end needs float32 \(2, 128, 32\)"),
+    "extra member": (lambda a: _members(a, notes=_npy(np.zeros(3))), zipfile.ZIP_STORED, r"unexpected member\(s\) 'notes'$"),
+    "header and size disagree": (lambda a: _members(a, frames=_npy(a["frames"][:32])), zipfile.ZIP_STORED,
+                                 r"'frames' is uint8 \(32, 32, 32, 3\)"),
+}
+
+
+def _write_bad(path, case, arrays) -> None:
+    if case == "non-zip":
+        path.write_bytes(b"not a zip file at all " * 100)
+    else:
+        build, compression, _ = BAD_ENTRIES[case]
+        _zip(path, build(arrays), compression)
+
+
+@pytest.mark.parametrize("case", [*BAD_ENTRIES, "non-zip"])
+def test_build_discards_and_recomputes_a_bad_entry(clean_entry, tmp_path, caplog, case):
+    clip, config, clean = clean_entry
+    cache = FeatureCache(tmp_path, config)
+    path = cache.path_for(clip)
+    path.parent.mkdir(parents=True)
+    _write_bad(path, case, clean)
+    match = BAD_ENTRIES[case][2] if case in BAD_ENTRIES else r"not a zip file written by mvrt"
+    with caplog.at_level(logging.WARNING, logger="mvrt.feature_cache"):
+        report = cache.build([clip], progress=False)
+    assert (report.computed, report.cached, report.failed_count) == (1, 0, 0)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and str(path) in warnings[0] and "discarded a bad feature-cache entry" in warnings[0]
+    assert "\n" not in warnings[0] and re.search(match.rstrip("$"), warnings[0])
+    recomputed = load_entry(path, config)
+    assert set(recomputed) == set(clean)
+    for name in clean:
+        assert recomputed[name].dtype == clean[name].dtype
+        np.testing.assert_array_equal(recomputed[name], clean[name], err_msg=name)
+    assert cache.build([clip], progress=False).cached == 1  # and the recomputed entry is trusted from now on
+
+    _write_bad(path, case, clean)
+    tracemalloc.start()
+    try:
+        problem = fc.entry_problem(path, config)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert problem is not None and re.search(match, problem), problem
+    assert peak < 2 << 20, f"checking the entry took {peak} bytes"  # nothing big was decompressed
+
+
+@pytest.mark.parametrize("case", ["huge shape header", "missing member", "extra member", "non-zip"])
+def test_loading_a_bad_entry_deletes_it_with_one_line_error(clean_entry, tmp_path, case):
+    _, config, clean = clean_entry
+    path = tmp_path / "entry.npz"
+    _write_bad(path, case, clean)
+    with pytest.raises(MvrtError, match=r"^" + re.escape(f"{path}: bad feature-cache entry (") + r".*\); it was deleted; "
+                       r"build the cache again \(rerun the command\) to recompute it$") as info:
+        load_batch([path], config)
+    assert "\n" not in str(info.value) and not path.exists()
+    _write_bad(path, case, clean)
+    with pytest.raises(MvrtError, match=r"bad feature-cache entry"):
+        load_entry(path)  # without a config: the members and dtypes of some architecture are still checked
+
+
+def test_damaged_data_is_found_when_loading(clean_entry, tmp_path):
+    """Array bytes are checked (CRC) only when read; the directory and headers stay valid."""
+    clip, config, clean = clean_entry
+    cache = FeatureCache(tmp_path, config)
+    path = cache.build([clip], progress=False).entries[0][1]
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # inside the frames' data
+    path.write_bytes(bytes(data))
+    assert fc.entry_problem(path, config) is None
+    with pytest.raises(MvrtError, match=r"bad feature-cache entry \(unreadable: Bad CRC-32 for file 'frames.npy'\)"):
+        load_batch([path], config)
+    assert cache.build([clip], progress=False).computed == 1
+    np.testing.assert_array_equal(load_entry(path, config)["frames"], clean["frames"])
+
+
+def test_entries_of_the_current_writer_pass_without_a_config(clean_entry, tmp_path):
+    clip, config, clean = clean_entry
+    path = FeatureCache(tmp_path, config).build([clip], progress=False).entries[0][1]
+    assert fc.entry_problem(path) is None
+    raw = load_entry(path)
+    assert all(np.array_equal(raw[name], clean[name]) for name in clean) and raw["frames"].flags.writeable

@@ -15,7 +15,7 @@ __all__ = ["BACKENDS", "Engine", "OnnxRuntimeEngine", "open_engine"]
 BACKENDS = ("auto", "onnxruntime", "torch", "tensorrt")
 _PLAN_SUFFIXES = (".plan", ".engine", ".trt")
 _OPTIONS = {"onnxruntime": ("providers", "threads"), "torch": ("device", "threads", "precision", "cuda_graphs"),
-            "tensorrt": ("device",)}
+            "tensorrt": ("device", "trust_plan_code")}
 
 
 def open_engine(model_path: str | os.PathLike, backend: str = "auto", **kwargs) -> Engine:
@@ -23,7 +23,9 @@ def open_engine(model_path: str | os.PathLike, backend: str = "auto", **kwargs) 
 
     `.onnx` runs on onnxruntime (kwargs: providers, threads); `.safetensors` checkpoints run
     on torch (kwargs: device, threads, precision, cuda_graphs); `.plan`/`.engine` TensorRT
-    plans run on tensorrt (kwargs: device). Other keyword arguments are a UsageError.
+    plans run on tensorrt (kwargs: device, trust_plan_code: allow a version-compatible plan,
+    whose embedded TensorRT host code runs in this process; default False refuses one with a
+    ModelError). Other keyword arguments are a UsageError.
     """
     if backend not in BACKENDS:
         raise UsageError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -49,17 +51,22 @@ def open_engine(model_path: str | os.PathLike, backend: str = "auto", **kwargs) 
 
 
 def _tensorrt_engine(path: Path, suffix: str, backend: str, kwargs: dict) -> Engine:
-    """A TensorRTEngine for a serialized plan (kwargs: device, a GPU index)."""
+    """A TensorRTEngine for a serialized plan (kwargs: device, a GPU index; trust_plan_code).
+
+    The engine reads its sidecar (and refuses an untrusted version-compatible plan) before
+    TensorRT is looked for, so those errors come first and need no TensorRT.
+    """
     if suffix not in _PLAN_SUFFIXES:
         raise UsageError(f"{path}: the tensorrt backend runs serialized plans ({', '.join(_PLAN_SUFFIXES)}); build one "
                          "with `mvrt export MODEL --engine model.plan`, or use --backend onnxruntime")
     if backend not in ("auto", "tensorrt"):
         raise UsageError(f"{path}: a TensorRT plan runs on the tensorrt backend only, not {backend}")
-    if importlib.util.find_spec("tensorrt") is None and importlib.util.find_spec("tensorrt_lean") is None:
-        raise MissingDependencyError("tensorrt", "tensorrt", f"running the TensorRT plan {path.name}")
     from mvrt.runtime.engines.tensorrt_engine import TensorRTEngine
 
-    return TensorRTEngine(path, **_options("tensorrt", kwargs))
+    engine = TensorRTEngine(path, **_options("tensorrt", kwargs))
+    if importlib.util.find_spec("tensorrt") is None and importlib.util.find_spec("tensorrt_lean") is None:
+        raise MissingDependencyError("tensorrt", "tensorrt", f"running the TensorRT plan {path.name}")
+    return engine
 
 
 def _options(backend: str, kwargs: dict) -> dict:

@@ -15,6 +15,10 @@ Compatibility policy (checked before the plan is deserialised):
   (8 -> 10, 10 -> 11). With the lean runtime excluded, the version must match exactly.
 - DLA plans need a DLA core with that index on the running device.
 Any mismatch is a one-line ModelError that says which `mvrt export` command rebuilds the plan.
+
+Trust: a version-compatible plan embeds TensorRT's lean runtime, host code that runs inside the
+loading process. The sidecar travels with the plan, so it cannot vouch for it: such a plan loads
+only when the caller opts in (`trust_plan_code=True`, see `check_plan_trust`).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping
 
-from mvrt.config import ModelConfig
+from mvrt.config import ModelConfig, load_json_bounded
 from mvrt.errors import ModelError
 from mvrt.runtime.model_meta import sha256_file
 
@@ -37,6 +41,15 @@ SIDECAR_SUFFIX = ".json"
 PRECISIONS = ("fp32", "fp16", "int8")
 # (built major, running major) pairs TensorRT supports for version-compatible plans.
 _CROSS_MAJOR = {(8, 10), (10, 11)}
+_MAX_SIDECAR_BYTES = 1 << 20  # a real sidecar is a few KiB; its model config at most 64 KiB
+_MAX_BATCH = 1 << 16  # the runtime allocates buffers for the profile's maximum batch
+TRUST_OPTION = "trust_plan_code"
+# Sidecar fields and the JSON types they must have (batch and model_config are checked by their classes).
+_FIELD_TYPES = {"plan_sha256": str, "plan_bytes": int, "tensorrt_version": str, "gpu_name": str,
+                "compute_capability": str, "precision": str, "onnx_sha256": str, "calibration_sha256": (str, type(None)),
+                "version_compatible": bool, "exclude_lean_runtime": bool, "dla_core": (int, type(None)),
+                "workspace_bytes": int, "timing_cache": (str, type(None)), "timing_cache_loaded": bool,
+                "source": str, "created_utc": str}
 
 
 @dataclass(frozen=True)
@@ -97,11 +110,17 @@ class EngineSidecar:
     def from_dict(cls, data: Mapping[str, Any], where: str = "sidecar") -> "EngineSidecar":
         if data.get("format") != SIDECAR_FORMAT:
             raise ModelError(f"{where}: not an mvrt TensorRT sidecar (format={data.get('format')!r})")
-        if int(data.get("version", 0)) > SIDECAR_VERSION:
-            raise ModelError(f"{where}: sidecar version {data['version']} is newer than this mvrt reads ({SIDECAR_VERSION}); upgrade mvrt")
+        version = data.get("version", 0)
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise ModelError(f"{where}: malformed sidecar (version {version!r} is not an integer); rebuild the engine with `mvrt export`")
+        if version > SIDECAR_VERSION:
+            raise ModelError(f"{where}: sidecar version {version} is newer than this mvrt reads ({SIDECAR_VERSION}); upgrade mvrt")
         try:
             body = {f.name: data[f.name] for f in fields(cls) if f.name in data}  # unknown keys: newer, ignored
-            body["batch"] = BatchProfile(**{k: int(data["batch"][k]) for k in ("min", "opt", "max")})
+            _check_field_types(body)
+            body["batch"] = BatchProfile(**{k: _batch_size(data["batch"][k]) for k in ("min", "opt", "max")})
+            if not body["batch"].min <= body["batch"].opt <= body["batch"].max:
+                raise ValueError(f"batch profile {body['batch']} is not min <= opt <= max")
             body["model_config"] = ModelConfig.from_dict(data["model_config"])
             sidecar = cls(**body)
         except ModelError as exc:
@@ -109,6 +128,20 @@ class EngineSidecar:
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ModelError(f"{where}: malformed sidecar ({type(exc).__name__}: {exc}); rebuild the engine with `mvrt export`") from None
         return sidecar
+
+
+def _check_field_types(body: Mapping[str, Any]) -> None:
+    """TypeError naming the first field whose JSON type is wrong (bool is no int here)."""
+    for name, kind in _FIELD_TYPES.items():
+        value = body.get(name)
+        if name in body and (not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool)):
+            raise TypeError(f"field {name!r} has the wrong type ({type(value).__name__})")
+
+
+def _batch_size(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= _MAX_BATCH:
+        raise ValueError(f"batch sizes must be integers from 1 to {_MAX_BATCH}, got {value!r}")
+    return value
 
 
 def sidecar_path(engine_path: str | os.PathLike) -> Path:
@@ -130,13 +163,24 @@ def read_sidecar(engine_path: str | os.PathLike) -> EngineSidecar:
     if not path.is_file():
         raise ModelError(f"{engine_path}: its sidecar {path} is missing; rebuild the engine with `mvrt export --engine` "
                          "(mvrt runs only plans it built)")
-    try:
-        data = json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelError(f"{path}: sidecar is not valid JSON ({exc})") from None
+    size = path.stat().st_size
+    if size > _MAX_SIDECAR_BYTES:
+        raise ModelError(f"{path}: sidecar is {size} bytes; at most {_MAX_SIDECAR_BYTES} are read (mvrt writes a few KiB)")
+    data = load_json_bounded(path.read_bytes(), f"{path}: sidecar", _MAX_SIDECAR_BYTES)
     if not isinstance(data, dict):
         raise ModelError(f"{path}: sidecar is not a JSON object")
     return EngineSidecar.from_dict(data, where=str(path))
+
+
+def check_plan_trust(sidecar: EngineSidecar, engine_path: str | os.PathLike, trusted: bool,
+                     how: str = f"with {TRUST_OPTION}=True") -> None:
+    """ModelError when the plan is version-compatible (it carries host code) and `trusted` is not True.
+
+    `how` says how to opt in; the CLI passes its flag. Checked before TensorRT is imported.
+    """
+    if sidecar.version_compatible and trusted is not True:
+        raise ModelError(f"{engine_path}: is a version-compatible plan: it carries TensorRT host code that would run "
+                         f"inside this process; load it only from a source you trust, {how}")
 
 
 def rebuild_command(sidecar: EngineSidecar, engine_path: str | os.PathLike) -> str:

@@ -1,6 +1,8 @@
 """TensorRT engine: runs a serialized plan built by `mvrt export --engine` (TensorRT 10.x and 11.x).
 
-Load: read and check the sidecar against the running TensorRT and GPU, check the plan's
+Construct: read the sidecar; a version-compatible plan (it carries TensorRT host code that runs
+in this process) is refused unless `trust_plan_code=True`, before TensorRT is imported.
+Load: check the sidecar against the running TensorRT and GPU, check the plan's
 sha256, deserialise it (with `tensorrt`, or `tensorrt_lean` for version-compatible plans),
 then allocate device memory for the profile's maximum batch, pinned host buffers of the same
 size, and one stream. Infer: copy the batch into the pinned buffers, queue host-to-device
@@ -24,6 +26,7 @@ from mvrt.runtime.engines.sidecar import (
     EngineSidecar,
     Machine,
     check_plan_hash,
+    check_plan_trust,
     read_sidecar,
     rebuild_command,
     validate_sidecar,
@@ -93,16 +96,24 @@ def parse_device(device: int | str) -> int:
 
 
 class TensorRTEngine(Engine):
-    """Runs a `.plan` with its `.plan.json` sidecar on one GPU; batch sizes within the build profile."""
+    """Runs a `.plan` with its `.plan.json` sidecar on one GPU; batch sizes within the build profile.
+
+    `trust_plan_code`: allow a version-compatible plan, whose embedded TensorRT host code runs inside
+    this process; give it only for plans from a source you trust (without it such a plan is a ModelError).
+    """
 
     name = "tensorrt"
 
-    def __init__(self, path: str | os.PathLike, device: int | str = 0):
+    def __init__(self, path: str | os.PathLike, device: int | str = 0, trust_plan_code: bool = False):
+        if not isinstance(trust_plan_code, bool):
+            raise UsageError(f"trust_plan_code must be True or False, got {trust_plan_code!r}")
         sidecar = read_sidecar(path)
+        check_plan_trust(sidecar, path, trust_plan_code)
         super().__init__(path, sidecar.model_config, max_batch=sidecar.batch.max)
         self.sidecar: EngineSidecar = sidecar
         self.profile = sidecar.batch
         self.device = parse_device(device)
+        self.trust_plan_code = trust_plan_code
         self._state: _Loaded | None = None
 
     def check_feeds(self, feeds: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], int]:
@@ -121,8 +132,9 @@ class TensorRTEngine(Engine):
         validate_sidecar(self.sidecar, current_machine(trt, self.device, _dla_cores(runtime)), self.path)
         data = self.path.read_bytes()
         check_plan_hash(self.sidecar, self.path, data)
+        check_plan_trust(self.sidecar, self.path, self.trust_plan_code)  # again, in case either was changed since
         if self.sidecar.version_compatible:
-            runtime.engine_host_code_allowed = True  # the plan carries its lean runtime
+            runtime.engine_host_code_allowed = True  # the plan carries its lean runtime; the caller trusts it
         if self.sidecar.dla_core is not None:
             runtime.DLA_core = self.sidecar.dla_core
         engine = runtime.deserialize_cuda_engine(data)

@@ -8,7 +8,9 @@ from pathlib import Path
 from mvrt.errors import UsageError
 
 BACKEND_CHOICES = ("auto", "onnxruntime", "torch", "tensorrt")
-_BY_SUFFIX = {".onnx": "onnxruntime", ".safetensors": "torch", ".plan": "tensorrt", ".engine": "tensorrt"}
+_BY_SUFFIX = {".onnx": "onnxruntime", ".safetensors": "torch", ".plan": "tensorrt", ".engine": "tensorrt",
+              ".trt": "tensorrt"}
+TRUST_FLAG = "--trust-plan-code"
 
 
 def positive_float(text: str) -> float:
@@ -52,6 +54,9 @@ def add_engine_options(parser) -> None:
                         help="torch on CUDA only: capture and replay a CUDA graph per batch size")
     parser.add_argument("--threads", type=positive_int, default=None, metavar="N",
                         help="CPU threads for the engine (default: the backend's choice)")
+    parser.add_argument(TRUST_FLAG, action="store_true",
+                        help="tensorrt only: allow a version-compatible plan, whose embedded TensorRT host code "
+                        "runs inside mvrt; give it only for plans from a source you trust (default: refuse them)")
 
 
 def resolve_backend(model: str, backend: str) -> str:
@@ -64,6 +69,9 @@ def engine_options(args) -> dict:
     """Keyword arguments for `open_engine`, refusing flags the chosen backend cannot honour."""
     backend = resolve_backend(args.model, args.backend)
     options: dict = {}
+    trusted = getattr(args, "trust_plan_code", False)
+    if trusted and backend != "tensorrt":
+        raise UsageError(f"{TRUST_FLAG} applies to TensorRT plans (the tensorrt backend) only, not {backend} models")
     if args.threads is not None:
         options["threads"] = args.threads
     if backend == "torch":
@@ -75,6 +83,27 @@ def engine_options(args) -> dict:
                          f"in the graph (see `mvrt export --precision`)")
     if backend == "onnxruntime" and args.device is not None:
         options["providers"] = [args.device]
-    elif backend == "tensorrt" and args.device == "cpu":
-        raise UsageError("--device cpu conflicts with a TensorRT engine, which runs on the GPU")
+    elif backend == "tensorrt":
+        if args.device == "cpu":
+            raise UsageError("--device cpu conflicts with a TensorRT engine, which runs on the GPU")
+        _check_plan_trust(args.model, trusted)
+        options["trust_plan_code"] = trusted
     return options
+
+
+def _check_plan_trust(model: str, trusted: bool) -> None:
+    """Refuse an untrusted version-compatible plan with the CLI's wording (the library names trust_plan_code).
+
+    Anything else wrong with the plan or its sidecar is left for the engine to report.
+    """
+    path = Path(model)
+    if trusted or path.suffix.lower() not in (".plan", ".engine", ".trt") or not path.is_file():
+        return
+    from mvrt.errors import ModelError
+    from mvrt.runtime.engines.sidecar import check_plan_trust, read_sidecar
+
+    try:
+        sidecar = read_sidecar(path)
+    except ModelError:
+        return
+    check_plan_trust(sidecar, path, trusted, how=f"by giving {TRUST_FLAG}")

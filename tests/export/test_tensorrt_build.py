@@ -136,7 +136,7 @@ def test_version_compatible_build_runs_and_keeps_the_calibration_hash(trt_and_mo
                                                                            version_compatible=True))
     assert record["version_compatible"] is True and record["calibration_sha256"] == "ef" * 32
     feeds = {n: np.random.default_rng(1).standard_normal((2, *s)).astype(np.float32) for n, s in tm.config.input_shapes().items()}
-    with open_engine(tmp_path / "vc.plan") as trt_engine, open_engine(tm.onnx) as ort_engine:
+    with open_engine(tmp_path / "vc.plan", trust_plan_code=True) as trt_engine, open_engine(tm.onnx) as ort_engine:
         np.testing.assert_allclose(trt_engine.infer(feeds), ort_engine.infer(feeds), atol=1e-3, rtol=0)
 
 

@@ -15,6 +15,7 @@ from mvrt.runtime.engines.sidecar import (
     EngineSidecar,
     Machine,
     check_plan_hash,
+    check_plan_trust,
     read_sidecar,
     rebuild_command,
     sidecar_path,
@@ -144,3 +145,53 @@ def test_rebuild_command_quotes_paths_with_spaces(plan, tmp_path):
     command = rebuild_command(sidecar, tmp_path / "out dir" / "m.plan")
     assert f"'{tmp_path / 'my model.safetensors'}'" in command
     assert command.endswith("--precision fp16 --dla-core 0")
+
+
+def test_version_compatible_plans_need_explicit_trust(plan):
+    path, sidecar = plan
+    check_plan_trust(sidecar, path, trusted=False)  # a plain plan carries no host code
+    compatible = dataclasses.replace(sidecar, version_compatible=True)
+    check_plan_trust(compatible, path, trusted=True)
+    for trusted in (False, 1, "yes"):  # only True is consent
+        with pytest.raises(ModelError, match=r"x\.plan: is a version-compatible plan: it carries TensorRT host code that "
+                           r"would run inside this process; load it only from a source you trust, with trust_plan_code=True$"):
+            check_plan_trust(compatible, path, trusted=trusted)
+    with pytest.raises(ModelError, match=r"you trust, by giving --trust-plan-code$"):
+        check_plan_trust(compatible, path, trusted=False, how="by giving --trust-plan-code")
+
+
+@pytest.mark.parametrize("change, match", [
+    ({"version_compatible": "yes"}, r"\(TypeError: field 'version_compatible' has the wrong type \(str\)\)"),
+    ({"dla_core": True}, r"field 'dla_core' has the wrong type \(bool\)"),
+    ({"plan_sha256": 5}, r"field 'plan_sha256' has the wrong type"),
+    ({"version": "1"}, r"\(version '1' is not an integer\)"),
+    ({"batch": {"min": 4, "opt": 2, "max": 1}}, r"batch profile 4:2:1 is not min <= opt <= max"),
+    ({"batch": {"min": 1, "opt": 2, "max": 10**9}}, r"batch sizes must be integers from 1 to 65536, got 1000000000"),
+    ({"batch": {"min": True, "opt": 2, "max": 4}}, r"batch sizes must be integers"),
+])
+def test_sidecar_field_types_are_checked(plan, change, match):
+    path, _ = plan
+    data = json.loads(sidecar_path(path).read_text()) | change
+    sidecar_path(path).write_text(json.dumps(data))
+    with pytest.raises(ModelError, match=r"x\.plan\.json: malformed sidecar .*" + match):
+        read_sidecar(path)
+
+
+def test_sidecar_model_config_is_checked_strictly(plan):
+    path, _ = plan
+    data = json.loads(sidecar_path(path).read_text())
+    data["model_config"]["frontend"]["hop_length"] = 0
+    sidecar_path(path).write_text(json.dumps(data))
+    with pytest.raises(ModelError, match=r"x\.plan\.json: model config field 'frontend\.hop_length' must be a positive integer, got 0$"):
+        read_sidecar(path)
+
+
+def test_huge_or_deep_sidecar_is_refused_before_parsing(plan):
+    path, _ = plan
+    sidecar_path(path).write_text('{"format": "mvrt-tensorrt-engine", "x": ' + "[" * 100 + "]" * 100 + "}")
+    with pytest.raises(ModelError, match=r"x\.plan\.json: sidecar JSON is nested 101 levels deep; at most 32 are read$"):
+        read_sidecar(path)
+    with open(sidecar_path(path), "wb") as f:
+        f.truncate(2 << 20)
+    with pytest.raises(ModelError, match=r"x\.plan\.json: sidecar is 2097152 bytes; at most 1048576 are read"):
+        read_sidecar(path)

@@ -5,6 +5,7 @@ Without TensorRT / a CUDA driver the GPU tests skip; MVRT_REQUIRE_GPU=1 makes th
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 
 import numpy as np
@@ -14,7 +15,7 @@ from gpu import require_cuda, require_tensorrt, require_tensorrt_runtime
 from mvrt.config import FrontendConfig, ModelConfig
 from mvrt.errors import BackendError, MissingDependencyError, ModelError, UsageError
 from mvrt.runtime.engines import open_engine
-from mvrt.runtime.engines.sidecar import BatchProfile, EngineSidecar, write_sidecar
+from mvrt.runtime.engines.sidecar import BatchProfile, EngineSidecar, read_sidecar, write_sidecar
 from mvrt.runtime.engines.tensorrt_engine import TensorRTEngine, parse_device
 from mvrt.runtime.model_meta import sha256_file
 
@@ -79,6 +80,60 @@ def test_engine_knows_its_inputs_and_profile_before_loading(unbuilt_plan):
     if not HAS_TENSORRT:
         with pytest.raises(MissingDependencyError, match=r"pip install 'mvrt\[tensorrt\]'"):
             engine.infer(_feeds(CONFIG, 2))
+
+
+@pytest.fixture
+def compatible_plan(unbuilt_plan):
+    """The unbuilt plan, its sidecar now saying version-compatible (the plan would carry host code)."""
+    write_sidecar(unbuilt_plan, dataclasses.replace(read_sidecar(unbuilt_plan), version_compatible=True))
+    return unbuilt_plan
+
+
+UNTRUSTED = (r"tiny\.plan: is a version-compatible plan: it carries TensorRT host code that would run inside this "
+             r"process; load it only from a source you trust, with trust_plan_code=True$")
+
+
+def test_version_compatible_plan_needs_trust_before_tensorrt_is_looked_for(compatible_plan, monkeypatch):
+    imported = []
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: imported.append(name) or real_find_spec(name, *a))
+    for attempt in (lambda: open_engine(compatible_plan), lambda: open_engine(compatible_plan, backend="tensorrt"),
+                    lambda: TensorRTEngine(compatible_plan), lambda: open_engine(compatible_plan, trust_plan_code=False)):
+        with pytest.raises(ModelError, match=UNTRUSTED) as info:
+            attempt()
+        assert "\n" not in str(info.value)
+    assert not [name for name in imported if name.startswith("tensorrt")]
+    engine = TensorRTEngine(compatible_plan, trust_plan_code=True)
+    assert engine.trust_plan_code is True and engine.sidecar.version_compatible
+
+
+def test_plain_plans_need_no_trust_and_trust_must_be_a_bool(unbuilt_plan):
+    assert TensorRTEngine(unbuilt_plan).trust_plan_code is False
+    with pytest.raises(UsageError, match=r"trust_plan_code must be True or False, got 'yes'"):
+        TensorRTEngine(unbuilt_plan, trust_plan_code="yes")  # a truthy string must not count as consent
+    with pytest.raises(UsageError, match=r"the onnxruntime backend takes no option\(s\) trust_plan_code"):
+        open_engine(_onnx_file(unbuilt_plan), trust_plan_code=True)
+
+
+def _onnx_file(near):
+    path = near.with_name("m.onnx")
+    path.write_bytes(b"x")
+    return path
+
+
+def test_load_model_passes_trust_to_the_engine(compatible_plan, monkeypatch):
+    import mvrt.api
+
+    with pytest.raises(ModelError, match=UNTRUSTED):
+        mvrt.api.load_model(compatible_plan)
+    loaded = []
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "tensorrt" else real_find_spec(name, *a))
+    monkeypatch.setattr(TensorRTEngine, "_load", lambda self: loaded.append(self.trust_plan_code))
+    monkeypatch.setattr(TensorRTEngine, "_release", lambda self: None)
+    with mvrt.api.load_model(compatible_plan, trust_plan_code=True) as model:
+        assert model.backend == "tensorrt"
+    assert loaded == [True]
 
 
 @pytest.mark.parametrize("text, index", [(0, 0), ("1", 1), ("cuda", 0), ("cuda:2", 2)])
@@ -169,7 +224,7 @@ def test_damaged_plan_with_a_matching_sidecar_is_a_model_error(tmp_path):
         gpu_name=machine.gpu_name, compute_capability=machine.compute_capability, precision="fp32",
         batch=BatchProfile(1, 2, 4), onnx_sha256="00" * 32, model_config=CONFIG, version_compatible=True,
         source="tiny.safetensors"))
-    engine = open_engine(path)
+    engine = open_engine(path, trust_plan_code=True)
     with pytest.raises(ModelError, match=r"damaged\.plan: TensorRT \S+ cannot deserialise the plan: .+; rebuild it with "
                        r"`mvrt export tiny\.safetensors --engine \S+damaged\.plan --batch 1:2:4 --precision fp32 --version-compatible`") as info:
         engine.load()
