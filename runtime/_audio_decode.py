@@ -1,29 +1,41 @@
 """Audio half of the decoder: one forward pass, mono float32, soxr resampling (DESIGN §4).
 
-The first audio stream is decoded once per file. Each decoded frame is down-mixed to mono as
-the mean of its channels, placed on the media timeline by its presentation time, and fed to
-one streaming soxr resampler per target rate. A rolling buffer per rate keeps only the
-samples that windows still to come can use, so memory does not grow with the file length.
+The first audio stream is decoded once per file, packet by packet and tolerantly (isolated
+undecodable packets are skipped and counted, see `_packet_skip.decode_packets`). Each decoded
+frame is checked (same sample rate and channel layout as the first, planes that match its
+layout) before any conversion, down-mixed to mono as the mean of its channels, placed on the
+media timeline by its presentation time, and fed to one streaming soxr resampler per target
+rate. A rolling buffer per rate keeps only the samples that windows still to come can use, so
+memory grows neither with the file length nor with the overlap of the windows.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+from dataclasses import dataclass
 from typing import Iterator, Sequence
 
 import av
 import numpy as np
 
-from mvrt.errors import UsageError
+from mvrt.errors import MediaError, UsageError
+from mvrt.runtime._packet_skip import decode_packets, demux
 from mvrt.runtime.probe import (
+    DEFAULT_READ_TIMEOUT_SECONDS,
     PathLike,
+    check_read_timeout,
+    decoder_context,
     expected_end_seconds,
     ffmpeg_reason,
     media_error,
     open_media,
     origin_seconds,
+    read_error,
 )
 from mvrt.runtime.windows import Window
+
+_log = logging.getLogger(__name__)
 
 # Integer sample formats -> (scale, offset) to float in [-1, 1).
 _INT_FORMATS = {
@@ -38,13 +50,91 @@ _CHUNK_SAMPLES = 32768
 _GAP_SECONDS = 0.02
 # A stream that stops this much before where it claims to end is reported as truncated.
 _TRUNCATION_SECONDS = 0.5
+# A forward jump in the timestamps longer than this (or past the stream's end) is damage, not a gap.
+_MAX_GAP_SECONDS = 60.0
+# More channels than this is damage, not audio.
+MAX_CHANNELS = 64
+# PyAV counts a frame's planes by scanning FFmpeg's plane pointers up to a NULL, and there is
+# one only after fewer than 8 planes (AV_NUM_DATA_POINTERS): with 8 planar channels it counts
+# 9, with more whatever the heap holds next (27 for 12 once), and converting reads garbage
+# pointers. Planar frames with more channels than this are made packed by FFmpeg first.
+_PYAV_SAFE_PLANES = 7
+
+
+@dataclass
+class AudioDecodeStats:
+    """Counters filled in while `iter_window_audio` or `decode_audio` runs."""
+
+    undecodable_packets: int = 0  # packets the decoder rejected (skipped)
+    empty_packets: int = 0  # zero-size packets in the stream (never sent to the decoder)
+
+
+def _frame_problem(frame: "av.AudioFrame") -> str | None:
+    """Why a decoded frame cannot be converted safely (None if it can); reads no samples."""
+    channels = frame.layout.nb_channels
+    if not 0 < channels <= MAX_CHANNELS:
+        return f"audio frame with {channels} channels (damaged data; at most {MAX_CHANNELS} are accepted)"
+    if frame.format.is_planar and channels > _PYAV_SAFE_PLANES:
+        return None  # converted to packed by FFmpeg (`_Packer`), never through PyAV's planes
+    planes = len(frame.planes)
+    want = channels if frame.format.is_planar else 1
+    if planes != want:
+        kind = "planar" if frame.format.is_planar else "packed"
+        return (
+            f"audio frame with {planes} data planes for {channels} {kind} channels "
+            f"({frame.format.name}, {frame.layout.name}): the data is damaged"
+        )
+    return None
+
+
+class _Packer:
+    """Planar frames with too many channels for PyAV's planes, made packed by FFmpeg.
+
+    The same sample format, layout and rate in and out but for the packing, so FFmpeg's
+    converter holds nothing back: each frame comes out whole at once.
+    """
+
+    def __init__(self, path: str | None = None):
+        self._path = path
+        self._key = self._resampler = None
+
+    def __call__(self, frame: "av.AudioFrame") -> np.ndarray:
+        """(1, samples * channels) interleaved samples of `frame`."""
+        key = (frame.format.name, frame.layout.name, frame.sample_rate)
+        try:
+            if key != self._key:
+                self._key = key
+                self._resampler = av.AudioResampler(
+                    format=frame.format.packed, layout=frame.layout, rate=frame.sample_rate
+                )
+            frames = self._resampler.resample(frame)
+        except (av.error.FFmpegError, ValueError):
+            frames = None
+        if frames is None or sum(f.samples for f in frames) != frame.samples:
+            problem = f"cannot convert {frame.layout.nb_channels}-channel planar audio ({frame.format.name})"
+            raise media_error(self._path, problem) if self._path else MediaError(problem)
+        return np.concatenate([f.to_ndarray() for f in frames], axis=1)
 
 
 def frame_to_mono(frame: "av.AudioFrame") -> np.ndarray:
-    """Mean of the channels of one decoded frame as float32, any sample format or layout."""
+    """Mean of the channels of one decoded frame as float32, any sample format or layout.
+
+    A frame that cannot be converted safely (see `_frame_problem`) is a MediaError.
+    """
+    problem = _frame_problem(frame)
+    if problem:
+        raise MediaError(problem)
+    return _to_mono(frame, _Packer())
+
+
+def _to_mono(frame: "av.AudioFrame", packer: _Packer) -> np.ndarray:
+    """`frame_to_mono` of a frame already checked by `_frame_problem`."""
+    channels = frame.layout.nb_channels
     fmt = frame.format
-    channels = len(frame.layout.channels)
-    data = frame.to_ndarray()
+    if fmt.is_planar and channels > _PYAV_SAFE_PLANES:
+        data, fmt = packer(frame), fmt.packed
+    else:
+        data = frame.to_ndarray()
     if not fmt.is_planar:  # packed: (1, samples*channels), interleaved
         data = data.reshape(-1, channels).T  # (channels, samples)
     base = fmt.name.rstrip("p")
@@ -61,50 +151,116 @@ def _first_audio_stream(container: "av.container.InputContainer", path: str) -> 
         raise media_error(path, "no audio stream")
     stream = container.streams.audio[0]
     stream.thread_type = "AUTO"
-    if not stream.codec_context.sample_rate:
+    if not decoder_context(stream, path, "audio").sample_rate:
         raise media_error(path, "audio stream has no sample rate")
     return stream
 
 
-def _decode_mono(container, stream, path: str) -> Iterator[np.ndarray]:
-    """Mono float32 chunks at the stream's rate, sample 0 at the media origin.
+def _layout(frame: "av.AudioFrame") -> tuple[str, int]:
+    return frame.layout.name, frame.layout.nb_channels
+
+
+def _check_frame(frame: "av.AudioFrame", rate: int, layout: tuple[str, int], path: str) -> None:
+    """Refuse, before any conversion, a frame unlike the stream's first or unsafe to convert."""
+    if frame.sample_rate != rate:
+        raise media_error(path, f"audio sample rate changes mid-stream ({rate} -> {frame.sample_rate} Hz)")
+    if _layout(frame) != layout:
+        (was, was_count), (now, now_count) = layout, _layout(frame)
+        raise media_error(
+            path,
+            f"audio channel layout changes mid-stream ({was}, {was_count} channels -> {now}, {now_count} "
+            "channels); the stream is damaged or spliced",
+        )
+    problem = _frame_problem(frame)
+    if problem:
+        raise media_error(path, problem)
+
+
+class _Timeline:
+    """Mono frames placed by their timestamps, sample 0 at the media origin, in chunks.
 
     A first frame that starts late is preceded by silence; samples before the origin are
-    dropped; later jumps in the timestamps larger than 20 ms become silence or are dropped.
+    dropped; later jumps in the timestamps larger than 20 ms (e.g. where an undecodable
+    packet was skipped) become silence or are dropped. A jump longer than _MAX_GAP_SECONDS
+    or past where the stream ends is a damaged timestamp: ignored (the samples follow on).
     """
+
+    def __init__(self, container, stream, path: str):
+        self.rate, self.path = stream.codec_context.sample_rate, path
+        self.origin = origin_seconds(container)
+        expected = expected_end_seconds(container, stream)
+        slack = None if expected is None else max(_TRUNCATION_SECONDS, 0.02 * expected)
+        self.end_limit = None if expected is None else int((expected + slack) * self.rate)
+        self.produced = 0  # samples placed so far
+        self.pending: list[np.ndarray] = []
+        self.pending_samples = 0
+        self.ignored = 0  # damaged timestamps
+
+    def add(self, mono: np.ndarray, time: float | None) -> Iterator[np.ndarray]:
+        """Place one frame's samples; yields the chunks completed."""
+        if time is not None:
+            start = int(round((time - self.origin) * self.rate))
+            jump = start - self.produced
+            if self.produced == 0 or abs(jump) > _GAP_SECONDS * self.rate:
+                if jump > 0 and self._plausible(start):
+                    while jump > _CHUNK_SAMPLES:  # a long gap: silence one chunk at a time
+                        yield from self._append(np.zeros(_CHUNK_SAMPLES, np.float32))
+                        jump -= _CHUNK_SAMPLES
+                    mono = np.concatenate([np.zeros(jump, np.float32), mono])
+                elif jump < 0:
+                    mono = mono[-jump:]
+        yield from self._append(mono)
+
+    def _plausible(self, start: int) -> bool:
+        limit = self.produced + int(_MAX_GAP_SECONDS * self.rate)
+        if self.end_limit is not None:
+            limit = min(limit, self.end_limit)
+        if start <= limit:
+            return True
+        if not self.ignored:
+            _log.warning(
+                "%s: an audio timestamp jumps from %.2f s to %.2f s (past the stream's end or %g s on); "
+                "ignored as damaged", self.path, self.produced / self.rate, start / self.rate, _MAX_GAP_SECONDS,
+            )
+        self.ignored += 1
+        return False
+
+    def _append(self, mono: np.ndarray) -> Iterator[np.ndarray]:
+        self.produced += mono.size
+        self.pending.append(mono)
+        self.pending_samples += mono.size
+        if self.pending_samples >= _CHUNK_SAMPLES:
+            yield np.concatenate(self.pending)
+            self.pending, self.pending_samples = [], 0
+
+    def rest(self) -> Iterator[np.ndarray]:
+        if self.pending:
+            yield np.concatenate(self.pending)
+
+
+def _decode_mono(
+    container, stream, path: str, stats: AudioDecodeStats, timeout: float | None
+) -> Iterator[np.ndarray]:
+    """Mono float32 chunks at the stream's rate, sample 0 at the media origin (`_Timeline`)."""
     rate = stream.codec_context.sample_rate
-    origin = origin_seconds(container)
-    produced = 0
-    pending: list[np.ndarray] = []
-    pending_samples = 0
+    timeline = _Timeline(container, stream, path)
+    layout = None  # the first frame's (layout name, channels)
+    packer = _Packer(path)
     try:
-        for frame in container.decode(stream):
-            if frame.sample_rate != rate:
-                raise media_error(
-                    path, f"audio sample rate changes mid-stream ({rate} -> {frame.sample_rate} Hz)"
-                )
-            mono = frame_to_mono(frame)
-            if frame.time is not None:
-                start = int(round((frame.time - origin) * rate))
-                jump = start - produced
-                if produced == 0 or abs(jump) > _GAP_SECONDS * rate:
-                    if jump > 0:
-                        mono = np.concatenate([np.zeros(jump, np.float32), mono])
-                    elif jump < 0:
-                        mono = mono[-jump:]
-            produced += mono.size
-            pending.append(mono)
-            pending_samples += mono.size
-            if pending_samples >= _CHUNK_SAMPLES:
-                yield np.concatenate(pending)
-                pending, pending_samples = [], 0
+        for frame in decode_packets(stream, demux(container, stream), stats, path):
+            layout = layout or _layout(frame)
+            _check_frame(frame, rate, layout, path)
+            yield from timeline.add(_to_mono(frame, packer), frame.time)
     except av.error.FFmpegError as exc:
-        where = f" after {produced / rate:.2f} s" if produced else ""
-        raise media_error(
-            path, f"audio decoding failed{where} ({ffmpeg_reason(exc)}); the file is corrupt or truncated"
-        ) from None
-    if pending:
-        yield np.concatenate(pending)
+        where = f" after {timeline.produced / rate:.2f} s" if timeline.produced else ""
+        problem = f"audio decoding failed{where} ({ffmpeg_reason(exc)}); the file is corrupt or truncated"
+        raise read_error(path, exc, problem, timeout) from None
+    yield from timeline.rest()
+
+
+def _log_skipped(path: str, stats: AudioDecodeStats, before: int) -> None:
+    if stats.undecodable_packets > before:
+        _log.warning("%s: skipped %d undecodable audio packet(s)", path, stats.undecodable_packets - before)
 
 
 def _check_complete(container, stream, path: str, decoded_seconds: float) -> None:
@@ -154,9 +310,10 @@ class _RateBuffer:
     def drop_before(self, index: int) -> None:
         """Forget samples before absolute `index` (no window still needs them)."""
         index = min(index, self.end)
-        if index <= self.start:
+        if index <= self.start or not self._chunks:
             return
-        held = np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.float32)
+        # One chunk is cut as a view (no copy per window, however densely they overlap).
+        held = np.concatenate(self._chunks) if len(self._chunks) > 1 else self._chunks[0]
         cut = index - self.start
         self._chunks = [held[cut:]] if held.size > cut else []
         self.start = index
@@ -173,57 +330,82 @@ def _check_windows(windows: Sequence[Window], sample_rates: Sequence[int], windo
 
 
 def iter_window_audio(
-    path: PathLike, windows: Sequence[Window], sample_rates: Sequence[int], window_seconds: float
+    path: PathLike,
+    windows: Sequence[Window],
+    sample_rates: Sequence[int],
+    window_seconds: float,
+    *,
+    stats: AudioDecodeStats | None = None,
+    read_timeout_seconds: float | None = DEFAULT_READ_TIMEOUT_SECONDS,
 ) -> Iterator[dict[int, np.ndarray]]:
     """Per window (in order): {rate: float32 mono samples}, round(window_seconds*rate) each.
 
     Samples start at round(start_seconds*rate); windows may overlap; the last ones are
-    zero-padded where the media ends. One decode pass for all windows and rates.
+    zero-padded where the media ends. One decode pass for all windows and rates. `stats`
+    counts the packets skipped; a read waiting `read_timeout_seconds` for data is a MediaError.
     """
     name = os.fspath(path)
     rates = [int(sr) for sr in dict.fromkeys(sample_rates)]
     _check_windows(windows, rates, window_seconds)
+    timeout = check_read_timeout(read_timeout_seconds)
     if not windows:
         return
-    with open_media(name) as container:
+    stats = stats if stats is not None else AudioDecodeStats()
+    skipped_before = stats.undecodable_packets
+    with open_media(name, read_timeout_seconds=timeout) as container:
         stream = _first_audio_stream(container, name)
         in_rate = stream.codec_context.sample_rate
         buffers = {sr: _RateBuffer(in_rate, sr) for sr in rates}
-        chunks = _decode_mono(container, stream, name)
+        chunks = _decode_mono(container, stream, name, stats, timeout)
         decoded, finished = 0, False
-        for pos, window in enumerate(windows):
-            spans = {
-                sr: (int(round(window.start_seconds * sr)), int(round(window_seconds * sr))) for sr in rates
-            }
-            while not finished and any(buffers[sr].end < a + n for sr, (a, n) in spans.items()):
-                chunk = next(chunks, None)
-                if chunk is None:
-                    for buf in buffers.values():
-                        buf.feed(np.zeros(0, np.float32), last=True)
-                    finished = True
-                    _check_complete(container, stream, name, decoded / in_rate)
-                else:
-                    decoded += chunk.size
-                    for buf in buffers.values():
-                        buf.feed(chunk)
-            yield {sr: buffers[sr].take(a, n) for sr, (a, n) in spans.items()}
-            if pos + 1 < len(windows):
-                nxt = windows[pos + 1].start_seconds
-                for sr, buf in buffers.items():
-                    buf.drop_before(int(round(nxt * sr)))
+        try:
+            for pos, window in enumerate(windows):
+                spans = {
+                    sr: (int(round(window.start_seconds * sr)), int(round(window_seconds * sr))) for sr in rates
+                }
+                while not finished and any(buffers[sr].end < a + n for sr, (a, n) in spans.items()):
+                    chunk = next(chunks, None)
+                    if chunk is None:
+                        for buf in buffers.values():
+                            buf.feed(np.zeros(0, np.float32), last=True)
+                        finished = True
+                        _log_skipped(name, stats, skipped_before)
+                        _check_complete(container, stream, name, decoded / in_rate)
+                    else:
+                        decoded += chunk.size
+                        for buf in buffers.values():
+                            buf.feed(chunk)
+                yield {sr: buffers[sr].take(a, n) for sr, (a, n) in spans.items()}
+                if pos + 1 < len(windows):
+                    nxt = windows[pos + 1].start_seconds
+                    for sr, buf in buffers.items():
+                        buf.drop_before(int(round(nxt * sr)))
+        finally:
+            if not finished:  # the windows ended before the stream did
+                _log_skipped(name, stats, skipped_before)
 
 
-def decode_audio(path: PathLike, sample_rate: int) -> np.ndarray:
+def decode_audio(
+    path: PathLike,
+    sample_rate: int,
+    *,
+    stats: AudioDecodeStats | None = None,
+    read_timeout_seconds: float | None = DEFAULT_READ_TIMEOUT_SECONDS,
+) -> np.ndarray:
     """The whole first audio stream as mono float32 at `sample_rate` (soxr HQ, whole array)."""
     import soxr
 
     name = os.fspath(path)
     if int(sample_rate) != sample_rate or sample_rate <= 0:
         raise UsageError(f"sample rate must be a positive integer, got {sample_rate}")
-    with open_media(name) as container:
+    timeout = check_read_timeout(read_timeout_seconds)
+    stats = stats if stats is not None else AudioDecodeStats()
+    skipped_before = stats.undecodable_packets
+    with open_media(name, read_timeout_seconds=timeout) as container:
         stream = _first_audio_stream(container, name)
         in_rate = stream.codec_context.sample_rate
-        chunks = list(_decode_mono(container, stream, name))
+        chunks = list(_decode_mono(container, stream, name, stats, timeout))
+        _log_skipped(name, stats, skipped_before)
         mono = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
         _check_complete(container, stream, name, mono.size / in_rate)
     if in_rate == sample_rate:

@@ -10,21 +10,31 @@ q from above, which only widens the interval checked, so a q found anywhere is s
 Never skipped: packets without a PTS (or near one without), a PTS shared with another packet,
 the stream's earliest frame since the start or a seek (it is shown at targets before it),
 the latest one (it stays on screen), and discarded or corrupt packets.
+
+`decode_packets` then sends the packets to the decoder one at a time, tolerantly (audio and
+video alike): empty packets never reach it (an empty packet drains a decoder, after which
+nothing decodes), a packet it rejects is counted and passed over, and only a long run of
+rejected packets ends the stream early.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import deque
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Protocol
 
 import av
 import numpy as np
 
 # H.264 reorders at most 16 frames; the lookahead reaches well past that.
 LOOKAHEAD_PACKETS = 32
+# After this many undecodable packets in a row, a stream is treated as ended.
+MAX_CONSECUTIVE_UNDECODABLE = 32
 # Widens the display interval checked, beyond the decoder's own tolerance (float rounding).
 _SLACK_SECONDS = 1e-6
+
+_log = logging.getLogger(__name__)
 
 
 class SkipPlan:
@@ -116,3 +126,77 @@ def packets_to_decode(
         yield packet
     if ahead.error is not None:
         raise ahead.error
+
+
+class PacketCounts(Protocol):
+    """Counters that `decode_packets` updates (AudioDecodeStats, VideoDecodeStats)."""
+
+    undecodable_packets: int
+    empty_packets: int
+
+
+def demux(container, stream) -> Iterator["av.Packet"]:
+    """`container.demux(stream)`, ending with a flush packet even where PyAV fails to make one.
+
+    PyAV builds its final flush packets from FFmpeg's stream count, which can outgrow its own
+    stream list when a stream appears mid-file (MPEG-TS): an IndexError after the last packet.
+    """
+    packets = container.demux(stream)
+    while True:
+        try:
+            packet = next(packets)
+        except StopIteration:
+            return
+        except IndexError:
+            flush = av.Packet()
+            flush.time_base = stream.time_base  # stamps the frames drained by it
+            yield flush
+            return
+        yield packet
+
+
+def _decode_one(stream, packet: "av.Packet") -> list | None:
+    """The frames of one packet; None when the decoder rejects it."""
+    try:
+        return stream.decode(packet)
+    except av.error.FFmpegError:
+        return None
+
+
+def decode_packets(
+    stream, packets: Iterator["av.Packet"], counts: PacketCounts, path: str
+) -> Iterator["av.frame.Frame"]:
+    """Frames of `packets` (demux order, ending with the flush packet), one packet at a time.
+
+    Empty packets are counted and held back; the last one, PyAV's final flush, drains the
+    decoder (its time base stamps the drained frames). A packet the decoder rejects is
+    counted and passed over; MAX_CONSECUTIVE_UNDECODABLE in a row end the stream (logged).
+    Errors reading the packets (demuxing) propagate.
+    """
+    held = None  # the latest empty packet: the flush if nothing follows
+    failures = 0
+    for packet in packets:
+        if held is not None:  # an empty packet with more after it: not the flush
+            counts.empty_packets += 1
+            held = None
+        if not packet.size:
+            held = packet
+            continue
+        frames = _decode_one(stream, packet)
+        if frames is None:
+            counts.undecodable_packets += 1
+            failures += 1
+            if failures >= MAX_CONSECUTIVE_UNDECODABLE:
+                _log.warning(
+                    "%s: gave up on the %s stream after %d undecodable packets in a row",
+                    path, stream.type, failures,
+                )
+                return
+            continue
+        failures = 0
+        yield from frames
+    if held is not None:
+        frames = _decode_one(stream, held)
+        if frames is None:
+            counts.undecodable_packets += 1
+        yield from frames or ()

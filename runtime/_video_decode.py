@@ -9,11 +9,18 @@ the current position and the next target that is worth jumping to.
 
 Packets are demuxed and sent to the decoder one by one, so that those whose frame no target
 shows and no other frame needs (H.264 non-reference pictures) are never decoded at all
-(`_packet_skip`, `_h264_refs`): the frames chosen stay bit-identical.
+(`_packet_skip`, `_h264_refs`): the frames chosen stay bit-identical. Packets are decoded
+tolerantly (`_packet_skip.decode_packets`): empty ones are never sent, undecodable ones are
+skipped and counted.
+
+Each chosen frame is resized once and held once, however many windows show it: a window's
+array is assembled only when the window is released, so memory is bounded by the window
+length and the frame rate, not by the overlap of the windows.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from dataclasses import dataclass
@@ -25,16 +32,22 @@ from av.video.reformatter import Interpolation
 
 from mvrt.errors import UsageError
 from mvrt.runtime._h264_refs import H264Refs
-from mvrt.runtime._packet_skip import SkipPlan, packets_to_decode
+from mvrt.runtime._packet_skip import SkipPlan, decode_packets, demux, packets_to_decode
 from mvrt.runtime.probe import (
+    DEFAULT_READ_TIMEOUT_SECONDS,
     PathLike,
+    check_read_timeout,
+    decoder_context,
     expected_end_seconds,
     ffmpeg_reason,
     media_error,
     open_media,
     origin_seconds,
+    read_error,
 )
 from mvrt.runtime.windows import Window
+
+_log = logging.getLogger(__name__)
 
 # Seek only when it skips at least this much video (a seek refills the decoder's threads).
 MIN_SKIP_SECONDS = 1.0
@@ -52,7 +65,9 @@ class VideoDecodeStats:
     frames_decoded: int = 0
     frames_converted: int = 0
     seeks: int = 0
-    packets_skipped: int = 0
+    packets_skipped: int = 0  # non-reference packets no target shows (never decoded)
+    undecodable_packets: int = 0  # packets the decoder rejected (skipped)
+    empty_packets: int = 0  # zero-size packets in the stream (never sent to the decoder)
 
 
 class _Targets:
@@ -76,23 +91,29 @@ class _Targets:
 
 
 class _WindowFrames:
-    """Per-window output arrays, filled target by target and released in window order."""
+    """Per-window slots, filled target by target and released (as arrays) in window order.
+
+    A slot references the converted image shared by every target showing the same frame,
+    so an image is held once and freed once no pending window references it; a window's
+    (frames, size, size, 3) array exists only from its release on.
+    """
 
     def __init__(self, count: int, frames: int, size: int):
         self.frames, self.size = frames, size
-        self.arrays: dict[int, np.ndarray] = {}
+        self.slots: dict[int, list[np.ndarray | None]] = {}
         self.remaining = [frames] * count
         self.next_out = 0
 
     def put(self, window: int, slot: int, image: np.ndarray) -> None:
-        if window not in self.arrays:
-            self.arrays[window] = np.empty((self.frames, self.size, self.size, 3), np.uint8)
-        self.arrays[window][slot] = image
+        slots = self.slots.get(window)
+        if slots is None:
+            slots = self.slots[window] = [None] * self.frames
+        slots[slot] = image
         self.remaining[window] -= 1
 
     def ready(self) -> Iterator[np.ndarray]:
         while self.next_out < len(self.remaining) and self.remaining[self.next_out] == 0:
-            yield self.arrays.pop(self.next_out)
+            yield np.stack(self.slots.pop(self.next_out))
             self.next_out += 1
 
 
@@ -100,9 +121,17 @@ class _Decoder:
     """Forward decoding of one video stream with optional index-guided seeks."""
 
     def __init__(
-        self, container, stream, path: str, stats: VideoDecodeStats, seek: bool, skip: SkipPlan | None
+        self,
+        container,
+        stream,
+        path: str,
+        stats: VideoDecodeStats,
+        seek: bool,
+        skip: SkipPlan | None,
+        timeout: float | None = None,
     ):
         self.container, self.stream, self.path, self.stats = container, stream, path, stats
+        self.timeout = timeout
         self.allow_seek = seek
         self.skip = skip
         rate = stream.average_rate or stream.guessed_rate
@@ -112,7 +141,7 @@ class _Decoder:
 
     def _packets(self) -> Iterator["av.Packet"]:
         """Demuxed packets from the current position (a fresh lookahead after every seek)."""
-        packets = self.container.demux(self.stream)
+        packets = demux(self.container, self.stream)
         if self.skip is None:
             return packets
         return packets_to_decode(packets, self.skip, self._count_skip)
@@ -121,22 +150,18 @@ class _Decoder:
         self.stats.packets_skipped += 1
 
     def _decode(self) -> Iterator["av.VideoFrame"]:
-        try:
-            for packet in self._packets():  # ends with an empty packet, which flushes
-                for frame in self.stream.decode(packet):
-                    self.stats.frames_decoded += 1
-                    yield frame
-        except av.error.FFmpegError as exc:
+        try:  # the packets end with an empty one, which flushes
+            yield from decode_packets(self.stream, self._packets(), self.stats, self.path)
+        except av.error.FFmpegError as exc:  # reading packets failed (decoding errors are skipped)
             where = f" near {self.last_time:.2f} s" if self.last_time is not None else ""
-            raise media_error(
-                self.path,
-                f"video decoding failed{where} ({ffmpeg_reason(exc)}); the file is corrupt or truncated",
-            ) from None
+            problem = f"video decoding failed{where} ({ffmpeg_reason(exc)}); the file is corrupt or truncated"
+            raise read_error(self.path, exc, problem, self.timeout) from None
 
     def next_frame(self) -> tuple["av.VideoFrame", float] | None:
         frame = next(self._frames, None)
         if frame is None:
             return None
+        self.stats.frames_decoded += 1
         if frame.time is not None:
             time = float(frame.time)
         else:  # no timestamp: assume the nominal frame rate (so every frame must be decoded)
@@ -183,10 +208,14 @@ class _Decoder:
         return self._seek(self.stream.start_time or 0)
 
     def _seek(self, timestamp: int) -> tuple["av.VideoFrame", float] | None:
+        # Close the packet reader first: while it is open, PyAV's read timeout counts from its
+        # last read, and a seek after a long wait (the consumer's) would be interrupted.
+        self._frames.close()
         try:
             self.container.seek(timestamp, stream=self.stream, backward=True, any_frame=False)
         except av.error.FFmpegError as exc:
-            raise media_error(self.path, f"seeking in the video failed ({ffmpeg_reason(exc)})") from None
+            problem = f"seeking in the video failed ({ffmpeg_reason(exc)})"
+            raise read_error(self.path, exc, problem, self.timeout) from None
         self.stats.seeks += 1
         self._frames = self._decode()
         return self.next_frame()
@@ -228,8 +257,8 @@ class _Converter:
         self._image = None
 
     def __call__(self, frame: "av.VideoFrame") -> np.ndarray:
-        if frame is not self._frame:
-            self._frame, self._image = frame, to_rgb(frame, self.size)
+        if frame is not self._frame:  # a copy: no FFmpeg frame stays alive behind the image
+            self._frame, self._image = frame, to_rgb(frame, self.size).copy()
             self.stats.frames_converted += 1
         return self._image
 
@@ -242,11 +271,12 @@ def _check_windows(windows: Sequence[Window], frames: int, size: int) -> None:
         raise UsageError("windows must be given in order of their start time")
 
 
-def _skip_plan(stream, targets: _Targets) -> SkipPlan | None:
+def _skip_plan(stream, targets: _Targets, path: str) -> SkipPlan | None:
     """How to skip non-reference packets, for the codecs where that is known to be safe."""
-    if stream.codec_context.name != "h264":
+    context = decoder_context(stream, path, "video")
+    if context.name != "h264":
         return None
-    refs = H264Refs(stream.codec_context.extradata)
+    refs = H264Refs(context.extradata)
     return SkipPlan(targets.times, refs.droppable, _EPS_SECONDS)
 
 
@@ -255,6 +285,7 @@ def _first_video_stream(container, path: str):
         raise media_error(path, "no video stream")
     stream = container.streams.video[0]
     stream.thread_type = "AUTO"
+    decoder_context(stream, path, "video")
     return stream
 
 
@@ -285,28 +316,38 @@ def iter_window_frames(
     seek: bool = True,
     skip_nonref: bool = True,
     stats: VideoDecodeStats | None = None,
+    read_timeout_seconds: float | None = DEFAULT_READ_TIMEOUT_SECONDS,
 ) -> Iterator[np.ndarray]:
     """Per window (in order): uint8 (frames, size, size, 3) RGB frames displayed at its targets.
 
     Targets are `window.frame_times(frames)` from the media origin. One forward pass serves
     all windows (overlapping ones share it); `seek=False` forbids seeking, and
-    `skip_nonref=False` decodes even the non-reference frames that no target shows.
+    `skip_nonref=False` decodes even the non-reference frames that no target shows. `stats`
+    counts the work done and the packets skipped; a read waiting `read_timeout_seconds` for
+    data is a MediaError (None: wait for ever).
     """
     name = os.fspath(path)
     _check_windows(windows, frames, size)
+    timeout = check_read_timeout(read_timeout_seconds)
     if not windows:
         return
     stats = stats if stats is not None else VideoDecodeStats()
-    with open_media(name) as container:
+    skipped_before = stats.undecodable_packets
+    with open_media(name, read_timeout_seconds=timeout) as container:
         stream = _first_video_stream(container, name)
         targets = _Targets(windows, frames, origin_seconds(container))
         out = _WindowFrames(len(windows), frames, size)
-        skip = _skip_plan(stream, targets) if skip_nonref else None
-        decoder = _Decoder(container, stream, name, stats, seek, skip)
+        skip = _skip_plan(stream, targets, name) if skip_nonref else None
+        decoder = _Decoder(container, stream, name, stats, seek, skip, timeout)
         if np.diff(targets.times, prepend=origin_seconds(container)).max() >= MIN_SKIP_SECONDS:
             decoder.load_index()
         convert = _Converter(size, stats)
-        yield from _pick(decoder, targets, out, convert)
+        try:
+            yield from _pick(decoder, targets, out, convert)
+        finally:
+            if stats.undecodable_packets > skipped_before:
+                skipped = stats.undecodable_packets - skipped_before
+                _log.warning("%s: skipped %d undecodable video packet(s)", name, skipped)
         if not targets.done:
             raise media_error(name, "video stream contains no decodable frames")
 

@@ -7,21 +7,32 @@
   displayed at its target instants (one threaded forward pass, index-guided seeks).
 - `decode_audio(path, sample_rate)` decodes a whole file's audio (tools and tests).
 
-Both iterators stream: memory holds only the windows in flight, never the whole file.
+Both iterators stream: memory holds only the windows in flight, never the whole file, and
+each decoded frame once however many overlapping windows show it.
 Every problem with a file (missing, unreadable, no such stream, corrupt or truncated data)
 is a one-line `MediaError` naming the file. A truncated file whose index survives (a
 faststart MP4 or Matroska cut short) decodes until the cut; if a window needs media from
 past the cut, the iterator raises instead of inventing frames or silence.
+
+Hostile media: packets are decoded one at a time; empty ones are never sent to a decoder and
+isolated undecodable ones are skipped and counted (`AudioDecodeStats`, `VideoDecodeStats`),
+32 in a row end the stream. An audio stream whose sample rate or channel layout changes, a
+frame whose planes do not match its layout, and a stream without a decoder are MediaErrors.
+Every entry point takes `read_timeout_seconds` (default 30, None: wait for ever): a source
+that delivers no data for that long (a stalled network read, a FIFO nobody writes) is a
+MediaError instead of a hang.
 """
 
 from __future__ import annotations
 
-from mvrt.runtime._audio_decode import decode_audio, frame_to_mono, iter_window_audio
+from mvrt.runtime._audio_decode import AudioDecodeStats, decode_audio, frame_to_mono, iter_window_audio
 from mvrt.runtime._video_decode import MIN_SKIP_SECONDS, VideoDecodeStats, iter_window_frames, to_rgb
-from mvrt.runtime.probe import MediaInfo, open_media, probe
+from mvrt.runtime.probe import DEFAULT_READ_TIMEOUT_SECONDS, MediaInfo, open_media, probe
 
 __all__ = [
+    "DEFAULT_READ_TIMEOUT_SECONDS",
     "MIN_SKIP_SECONDS",
+    "AudioDecodeStats",
     "MediaInfo",
     "VideoDecodeStats",
     "decode_audio",

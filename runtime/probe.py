@@ -3,21 +3,36 @@
 Every failure becomes a one-line `MediaError` naming the file; no raw PyAV exception escapes.
 Times in mvrt are seconds from the media origin: the container's start time when it is
 positive (e.g. a cut transport stream), else 0.
+
+Reads give up after `read_timeout_seconds` without data (None: wait for ever). Files and URLs
+get FFmpeg's interrupt callback (PyAV's `timeout`). A FIFO or character device would block
+FFmpeg's file protocol inside open(2)/read(2), where no callback reaches, so such paths are
+read here instead, without blocking, through a small non-seekable file object.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
+import numbers
 import os
 import re
+import select
+import stat
+import time
 from dataclasses import dataclass
 from typing import Iterator
 
 import av
 
-from mvrt.errors import MediaError
+from mvrt.errors import MediaError, UsageError
 
 PathLike = str | os.PathLike
+
+# How long a read may wait for data by default before the source counts as stalled.
+DEFAULT_READ_TIMEOUT_SECONDS = 30.0
+# Bytes read at a time from a FIFO or character device (PyAV asks for its buffer size).
+_RAW_READ_BYTES = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -55,7 +70,98 @@ def media_error(path: PathLike, problem: str) -> MediaError:
     return MediaError(one_line(f"{os.fspath(path)}: {problem}"))
 
 
-def _open_problem(path: str, exc: BaseException) -> str:
+def check_read_timeout(value: float | None) -> float | None:
+    """`read_timeout_seconds` as a float, or None (wait for ever); anything else is a UsageError."""
+    if value is None:
+        return None
+    number = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if not number or not math.isfinite(value) or value <= 0:
+        raise UsageError(
+            "read_timeout_seconds must be a positive number of seconds, or None to wait for ever; "
+            f"got {value!r}"
+        )
+    return float(value)
+
+
+def stall_problem(timeout_seconds: float) -> str:
+    return f"no data for {timeout_seconds:g} s (read_timeout_seconds={timeout_seconds:g}); the source stalled"
+
+
+def read_error(path: PathLike, exc: BaseException, problem: str, timeout_seconds: float | None) -> MediaError:
+    """The MediaError for a failed read: a stall when FFmpeg's interrupt callback fired, else `problem`."""
+    if isinstance(exc, av.error.ExitError) and timeout_seconds is not None:
+        return media_error(path, stall_problem(timeout_seconds))
+    return media_error(path, problem)
+
+
+def decoder_context(stream: "av.stream.Stream", path: PathLike, kind: str) -> "av.CodecContext":
+    """`stream`'s codec context, or a MediaError when FFmpeg found no decoder for it."""
+    context = getattr(stream, "codec_context", None)
+    codec = getattr(context, "codec", None) if context is not None else None
+    if not getattr(codec, "name", None):
+        raise media_error(path, f"{kind} stream has no decoder: its codec is unknown or its header is damaged")
+    return context
+
+
+class _PollingReader:
+    """Raw reads of a FIFO or character device that wait at most `timeout_seconds` for data.
+
+    Opened with O_NONBLOCK, so neither opening (a FIFO without a writer) nor reading blocks;
+    `read` waits in poll(2) instead. Not seekable. After a stall or a read error it reports
+    end of data, so that FFmpeg stops asking while PyAV re-raises the first error.
+    """
+
+    def __init__(self, path: str, timeout_seconds: float | None):
+        self.name, self._timeout = path, timeout_seconds
+        self._fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        self._poll = select.poll()
+        self._poll.register(self._fd, select.POLLIN | select.POLLPRI)
+        self._failed = False
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def read(self, size: int = -1) -> bytes:
+        if self._failed or self._fd < 0:
+            return b""
+        count = size if 0 < size <= _RAW_READ_BYTES else _RAW_READ_BYTES
+        deadline = None if self._timeout is None else time.monotonic() + self._timeout
+        while True:  # ends with data, end of data, or at the deadline
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                self._failed = True
+                raise media_error(self.name, stall_problem(self._timeout))
+            if not self._poll.poll(None if left is None else max(1, math.ceil(left * 1000))):
+                continue  # the deadline check above raises
+            try:
+                return os.read(self._fd, count)  # b"": the writer closed (end of data)
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError as exc:
+                self._failed = True
+                raise media_error(self.name, f"reading failed ({exc.strerror or exc})") from None
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def _is_stream_device(name: str) -> bool:
+    """A FIFO or character device (FFmpeg's file protocol would block on it)."""
+    try:
+        mode = os.stat(name).st_mode
+    except (OSError, ValueError):
+        return False  # a URL, or nothing there (av.open reports it)
+    return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)
+
+
+def _open_problem(path: str, exc: BaseException, timeout_seconds: float | None) -> str:
+    if isinstance(exc, av.error.ExitError) and timeout_seconds is not None:
+        return stall_problem(timeout_seconds)
     if isinstance(exc, FileNotFoundError):
         return "no such file"
     if isinstance(exc, IsADirectoryError):
@@ -68,19 +174,37 @@ def _open_problem(path: str, exc: BaseException) -> str:
 
 
 @contextlib.contextmanager
-def open_media(path: PathLike) -> Iterator["av.container.InputContainer"]:
-    """Open `path` for reading; every failure to open is a `MediaError` naming the file."""
+def open_media(
+    path: PathLike, *, read_timeout_seconds: float | None = DEFAULT_READ_TIMEOUT_SECONDS
+) -> Iterator["av.container.InputContainer"]:
+    """Open `path` (file, FIFO, device or URL) for reading; every failure is a `MediaError` naming it.
+
+    A read that waits `read_timeout_seconds` without data is a MediaError too (None: wait for ever).
+    """
     name = os.fspath(path)
+    timeout = check_read_timeout(read_timeout_seconds)
     if os.path.isfile(name) and os.path.getsize(name) == 0:
         raise media_error(name, "empty file (0 bytes)")
+    reader = None
     try:
-        container = av.open(name, mode="r")
+        reader = _PollingReader(name, timeout) if _is_stream_device(name) else None
+        container = av.open(name if reader is None else reader, mode="r", timeout=timeout)
+    except MediaError:  # the source stalled while FFmpeg probed it
+        _close(reader)
+        raise
     except (av.error.FFmpegError, OSError, ValueError) as exc:
-        raise media_error(name, _open_problem(name, exc)) from None
+        _close(reader)
+        raise media_error(name, _open_problem(name, exc, timeout)) from None
     try:
         yield container
     finally:
         container.close()
+        _close(reader)
+
+
+def _close(reader: _PollingReader | None) -> None:
+    if reader is not None:
+        reader.close()
 
 
 def origin_seconds(container: "av.container.InputContainer") -> float:
@@ -122,7 +246,9 @@ def expected_end_seconds(
     return None
 
 
-def _demuxed_end_seconds(container: "av.container.InputContainer", path: str) -> float:
+def _demuxed_end_seconds(
+    container: "av.container.InputContainer", path: str, timeout: float | None
+) -> float:
     """Cheap duration fallback: demux (never decode) every packet and take the latest end."""
     origin = origin_seconds(container)
     end = 0.0
@@ -132,19 +258,24 @@ def _demuxed_end_seconds(container: "av.container.InputContainer", path: str) ->
                 continue
             stop = (packet.pts + (packet.duration or 0)) * packet.time_base
             end = max(end, float(stop) - origin)
+    except IndexError:  # PyAV's flush packets, after the last one, for a stream added mid-file
+        pass
     except av.error.FFmpegError as exc:
-        raise media_error(path, f"cannot read packets to measure duration ({ffmpeg_reason(exc)})") from None
+        problem = f"cannot read packets to measure duration ({ffmpeg_reason(exc)})"
+        raise read_error(path, exc, problem, timeout) from None
     return end
 
 
-def _duration_seconds(container: "av.container.InputContainer", path: str) -> float:
+def _duration_seconds(
+    container: "av.container.InputContainer", path: str, timeout: float | None
+) -> float:
     if container.duration is not None and container.duration > 0:
         return container.duration / av.time_base
     ends = [stream_end_seconds(container, s) for s in container.streams if s.type in ("audio", "video")]
     known = [e for e in ends if e is not None]
     if known:
         return max(known)
-    return _demuxed_end_seconds(container, path)
+    return _demuxed_end_seconds(container, path, timeout)
 
 
 def missing_streams(has_audio: bool, has_video: bool) -> str | None:
@@ -157,22 +288,31 @@ def missing_streams(has_audio: bool, has_video: bool) -> str | None:
     return None
 
 
-def probe(path: PathLike, *, require_streams: bool = False) -> MediaInfo:
-    """Describe `path`. With `require_streams`, a file lacking audio or video is a MediaError."""
+def probe(
+    path: PathLike,
+    *,
+    require_streams: bool = False,
+    read_timeout_seconds: float | None = DEFAULT_READ_TIMEOUT_SECONDS,
+) -> MediaInfo:
+    """Describe `path`. With `require_streams`, a file lacking audio or video is a MediaError.
+
+    The first audio and video streams must have a decoder (else a MediaError).
+    """
     name = os.fspath(path)
-    with open_media(name) as container:
+    timeout = check_read_timeout(read_timeout_seconds)
+    with open_media(name, read_timeout_seconds=timeout) as container:
         video = container.streams.video[0] if container.streams.video else None
         audio = container.streams.audio[0] if container.streams.audio else None
         if require_streams:
             problem = missing_streams(audio is not None, video is not None)
             if problem:
                 raise media_error(name, problem)
-        vctx = video.codec_context if video is not None else None
-        actx = audio.codec_context if audio is not None else None
+        vctx = decoder_context(video, name, "video") if video is not None else None
+        actx = decoder_context(audio, name, "audio") if audio is not None else None
         rate = video.average_rate if video is not None else None
         return MediaInfo(
             path=name,
-            duration_seconds=_duration_seconds(container, name),
+            duration_seconds=_duration_seconds(container, name, timeout),
             has_audio=audio is not None,
             has_video=video is not None,
             video_codec=vctx.codec.canonical_name if vctx is not None else None,
