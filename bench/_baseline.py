@@ -293,8 +293,10 @@ def check_agreement(path: str, mvrt_audio0, mvrt_frames0, mvrt_feeds0, base, con
         "frames_mean_abs": frames["mean_abs"],
         "logits_max_abs_rel": engine_diff / scale,
     }
+    isolated_identical = bool(np.array_equal(ort_logits["isolated"], ort_logits["pipeline"]))
     return {
-        "ok": all(measured[k] <= TOLERANCE[k] for k in TOLERANCE),
+        "ok": all(measured[k] <= TOLERANCE[k] for k in TOLERANCE) and isolated_identical,
+        "isolated_logits_identical": isolated_identical,
         "measured": measured,
         "tolerance": TOLERANCE,
         "audio_inputs": audio,

@@ -43,6 +43,8 @@ class MvrtRun:
     frontend_seconds: float
     engine_seconds: float
     end_to_end_seconds: float
+    # The same pipeline with isolate=True (decoding and front-end in a worker process).
+    isolated_end_to_end_seconds: float
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -190,11 +192,18 @@ def time_mvrt(path, windows, config, engine, batch_size: int, implementation: st
     for event in run_pipeline(engine, [path], PipelineConfig(batch_size=batch_size, frontend=implementation)):
         video_result = event if isinstance(event, VideoResult) else video_result
     t5 = time.perf_counter()
-    if video_result is None or not video_result.ok:
-        raise RuntimeError(f"mvrt pipeline failed on {path}: {getattr(video_result, 'error', 'no result')}")
-    run = MvrtRun(t2 - t0, t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)
+    isolated = None
+    for event in run_pipeline(engine, [path], PipelineConfig(batch_size=batch_size, frontend=implementation,
+                                                             isolate=True)):
+        isolated = event if isinstance(event, VideoResult) else isolated
+    t6 = time.perf_counter()
+    for result in (video_result, isolated):
+        if result is None or not result.ok:
+            raise RuntimeError(f"mvrt pipeline failed on {path}: {getattr(result, 'error', 'no result')}")
+    run = MvrtRun(t2 - t0, t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5)
     pipeline_logits = np.stack([w.logits for w in video_result.windows])
-    return run, feeds[0], audio[0], frames[0], {"staged": np.concatenate(logits), "pipeline": pipeline_logits}
+    return run, feeds[0], audio[0], frames[0], {"staged": np.concatenate(logits), "pipeline": pipeline_logits,
+                                                "isolated": np.stack([w.logits for w in isolated.windows])}
 
 
 def _warm_up(engine, model, config) -> None:
@@ -233,8 +242,17 @@ def summarise(mvrt_runs: list[MvrtRun], base_runs: list, media_seconds: float) -
     }
     rtf = {side: round(media_seconds / rows["end-to-end"][f"{side}_seconds"], 2) for side in ("baseline", "mvrt")}
     runs = {"mvrt": [_rounded(asdict(r)) for r in mvrt_runs],
-            "baseline": [_rounded({f: getattr(r, f) for f in asdict(mvrt_runs[0])}) for r in base_runs]}
-    return {"rows": rows, "rtf": rtf, "stage_details": _rounded(details), "runs": runs}
+            "baseline": [_rounded({f: getattr(r, f) for f in asdict(mvrt_runs[0]) if hasattr(r, f)}) for r in base_runs]}
+    return {"rows": rows, "rtf": rtf, "stage_details": _rounded(details), "runs": runs,
+            "isolation": _isolation(mvrt_runs)}
+
+
+def _isolation(mvrt_runs: list[MvrtRun]) -> dict:
+    """isolate=True against the in-process pipeline, each run's pair side by side (median ratio)."""
+    ratios = [r.isolated_end_to_end_seconds / r.end_to_end_seconds for r in mvrt_runs]
+    return {"in_process_seconds": round(statistics.median(r.end_to_end_seconds for r in mvrt_runs), 4),
+            "isolated_seconds": round(statistics.median(r.isolated_end_to_end_seconds for r in mvrt_runs), 4),
+            "ratio": round(statistics.median(ratios), 3)}
 
 
 def _rounded(values: dict) -> dict:
@@ -262,9 +280,13 @@ def format_report(result: dict) -> str:
         lines.append(f"| {row} | {r['baseline_seconds']:.2f} | {r['mvrt_seconds']:.2f} | {r['speedup']:.1f}x |")
     rtf = result["rtf"]
     lines.append(f"| real-time factor (media s / wall s) | {rtf['baseline']:.1f} | {rtf['mvrt']:.1f} | |")
+    iso = result["isolation"]
+    lines += ["", f"isolation (isolate=True, decoding in a worker process): end-to-end {iso['isolated_seconds']:.2f} s "
+              f"vs {iso['in_process_seconds']:.2f} s in process, {iso['ratio']:.3f}x"]
     a = result["agreement"]
     lines += ["", f"agreement ({'OK' if a['ok'] else 'FAILED'}): "
               + ", ".join(f"{k} {a['measured'][k]:.3g} (tol {a['tolerance'][k]:g})" for k in a["measured"])]
+    lines.append(f"isolate=True logits identical to in-process: {a['isolated_logits_identical']}")
     lines.append(f"logits: ORT vs torch max |d| {a['logits_ort_vs_torch_max_abs']:.3g} (|logits| up to "
                  f"{a['logits_abs_max']:.3g}); mvrt vs baseline end to end {a['logits_mvrt_vs_baseline_all_windows_max_abs']:.3g}")
     return "\n".join(lines)

@@ -3,23 +3,46 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from typing import Iterator
 
 import numpy as np
 
-from mvrt.config import ModelConfig
+from mvrt.config import DEFAULT_READ_TIMEOUT_SECONDS, ModelConfig
 from mvrt.errors import MediaError, UsageError
 from mvrt.runtime._threads import prefetch
-from mvrt.runtime.decode import iter_window_audio, iter_window_frames, probe
+from mvrt.runtime.decode import (
+    AudioDecodeStats,
+    VideoDecodeStats,
+    iter_window_audio,
+    iter_window_frames,
+    probe,
+)
 from mvrt.runtime.features import window_features
 from mvrt.runtime.windows import Window, plan_windows
 
 
+@dataclass
+class DecodeCounts:
+    """What the decoders of one input skipped: undecodable and empty packets, both streams."""
+
+    audio: AudioDecodeStats = field(default_factory=AudioDecodeStats)
+    video: VideoDecodeStats = field(default_factory=VideoDecodeStats)
+
+    @property
+    def undecodable_packets(self) -> int:
+        return self.audio.undecodable_packets + self.video.undecodable_packets
+
+
 def file_windows(
-    path: str | os.PathLike, config: ModelConfig, hop_seconds: float | None = None
+    path: str | os.PathLike,
+    config: ModelConfig,
+    hop_seconds: float | None = None,
+    *,
+    read_timeout_seconds: float | None = DEFAULT_READ_TIMEOUT_SECONDS,
 ) -> list[Window]:
     """Probe `path` (both streams required) and plan its windows."""
-    info = probe(path, require_streams=True)
+    info = probe(path, require_streams=True, read_timeout_seconds=read_timeout_seconds)
     return plan_windows(info.duration_seconds, config.frontend.window_seconds, hop_seconds)
 
 
@@ -43,16 +66,25 @@ def iter_file_features(
     windows: list[Window],
     *,
     implementation: str = "auto",
+    read_timeout_seconds: float | None = DEFAULT_READ_TIMEOUT_SECONDS,
+    counts: DecodeCounts | None = None,
 ) -> Iterator[tuple[Window, dict[str, np.ndarray]]]:
     """Yield (window, inputs) for each window, decoding audio and video in one pass each.
 
     Audio is decoded in a background thread while video is decoded here, both bounded,
-    so memory does not grow with the length of the file.
+    so memory does not grow with the length of the file. `counts`, when given, is filled
+    with the packets the decoders skipped.
     """
     fe = config.frontend
+    counts = counts if counts is not None else DecodeCounts()
     rates = sorted(set(config.audio_inputs.values()))
-    audio = prefetch(iter_window_audio(path, windows, rates, fe.window_seconds), depth=2, name="mvrt-audio")
-    video = iter_window_frames(path, windows, frames=fe.frames, size=fe.image_size)
+    audio = prefetch(
+        iter_window_audio(path, windows, rates, fe.window_seconds, read_timeout_seconds=read_timeout_seconds,
+                          stats=counts.audio),
+        depth=2, name="mvrt-audio",
+    )
+    video = iter_window_frames(path, windows, frames=fe.frames, size=fe.image_size,
+                               read_timeout_seconds=read_timeout_seconds, stats=counts.video)
     try:
         for window in windows:
             try:
@@ -63,3 +95,4 @@ def iter_file_features(
     finally:
         audio.close()
         video.close()
+

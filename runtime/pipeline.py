@@ -4,7 +4,8 @@ A producer thread decodes files one after another and computes each window's inp
 consumer (the caller's thread) gathers windows from any file into batches of up to
 `batch_size`, runs the engine, and yields a `WindowResult` per window and a `VideoResult`
 when a file is complete. A file that fails yields a `VideoResult` with its error and the
-other files carry on.
+other files carry on. With `isolate=True` decoding and the front-end run in a worker process
+(`mvrt.runtime.isolate`), so that a decoder crash fails one input, not the run.
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from mvrt.config import ModelConfig
-from mvrt.errors import MvrtError, UsageError
+from mvrt.config import DEFAULT_READ_TIMEOUT_SECONDS, ModelConfig
+from mvrt.errors import MvrtError, UnexpectedError, UsageError
 from mvrt.runtime._threads import put_unless_stopped
-from mvrt.runtime.media_features import file_windows, iter_file_features
+from mvrt.runtime.media_features import DecodeCounts, file_windows, iter_file_features
+from mvrt.runtime.probe import one_line
 from mvrt.runtime.results import VideoResult, WindowResult, sigmoid, softmax
 from mvrt.runtime.windows import Window
 
@@ -37,12 +39,19 @@ class PipelineConfig:
     hop_seconds: float | None = None
     queue_windows: int = 8
     frontend: str = "auto"
+    # Give up on an input that delivers no data for this long; None waits for ever.
+    read_timeout_seconds: float | None = DEFAULT_READ_TIMEOUT_SECONDS
+    # Decode and compute the front-end of each input in a worker process.
+    isolate: bool = False
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise UsageError(f"--batch-size must be at least 1, got {self.batch_size}")
         if self.queue_windows < 1:
             raise UsageError(f"queue_windows must be at least 1, got {self.queue_windows}")
+        timeout = self.read_timeout_seconds
+        if timeout is not None and not 0 < timeout < float("inf"):
+            raise UsageError(f"read_timeout_seconds must be positive (or None: no timeout), got {timeout}")
 
 
 @dataclass(frozen=True)
@@ -61,9 +70,12 @@ class FileStarted:
 
 
 @dataclass(frozen=True)
-class _FileDone:
+class FileDone:
+    """The end of one input: its error (None when it succeeded) and what its decoders skipped."""
+
     path: str
-    error: str | None
+    error: MvrtError | None = None
+    undecodable_packets: int = 0
 
 
 _END = object()
@@ -87,8 +99,9 @@ def run_pipeline(engine, paths: Sequence[str | os.PathLike], config: PipelineCon
         raise UsageError(f"--batch-size {config.batch_size} exceeds the engine's maximum batch {engine.max_batch}")
     q: queue.Queue = queue.Queue(maxsize=config.queue_windows)
     stop = threading.Event()
+    source = _file_source(model, config)
     producer = threading.Thread(
-        target=_produce, args=([str(p) for p in paths], model, config, q, stop), name="mvrt-decode", daemon=True
+        target=_produce, args=([str(p) for p in paths], source, q, stop), name="mvrt-decode", daemon=True
     )
     producer.start()
     collected: dict[str, list[WindowResult]] = {}
@@ -100,27 +113,57 @@ def run_pipeline(engine, paths: Sequence[str | os.PathLike], config: PipelineCon
                 return
     finally:
         stop.set()
+        source.close()  # a worker process is ended, which also unblocks a producer waiting on it
         producer.join(timeout=5)
 
 
-def _produce(paths: list[str], model: ModelConfig, config: PipelineConfig, q: queue.Queue, stop: threading.Event) -> None:
+class _LocalSource:
+    """Decoding and front-end in this process (the producer thread)."""
+
+    def __init__(self, model: ModelConfig, config: PipelineConfig):
+        self.model, self.config = model, config
+
+    def file_events(self, path: str) -> Iterator[object]:
+        config, counts = self.config, DecodeCounts()
+        windows = file_windows(path, self.model, config.hop_seconds, read_timeout_seconds=config.read_timeout_seconds)
+        yield FileStarted(path, len(windows))
+        features = iter_file_features(path, self.model, windows, implementation=config.frontend,
+                                      read_timeout_seconds=config.read_timeout_seconds, counts=counts)
+        for window, feeds in features:
+            yield _Item(path, window, feeds)
+        yield FileDone(path, None, counts.undecodable_packets)
+
+    def close(self) -> None:
+        pass
+
+
+def _file_source(model: ModelConfig, config: PipelineConfig):
+    if not config.isolate:
+        return _LocalSource(model, config)
+    from mvrt.runtime.isolate import IsolatedSource
+
+    return IsolatedSource(model, config)
+
+
+def _produce(paths: list[str], source, q: queue.Queue, stop: threading.Event) -> None:
     for path in paths:
         if stop.is_set():
             return
-        error = None
-        try:
-            windows = file_windows(path, model, config.hop_seconds)
-            put_unless_stopped(q, FileStarted(path, len(windows)), stop)
-            for window, feeds in iter_file_features(path, model, windows, implementation=config.frontend):
-                if not put_unless_stopped(q, _Item(path, window, feeds), stop):
-                    return
-        except MvrtError as exc:
-            error = str(exc)
-        except Exception as exc:  # noqa: BLE001 - one bad file must not stop the others
-            log.debug("unexpected error on %s", path, exc_info=True)
-            error = f"{path}: unexpected {type(exc).__name__}: {exc}"
-        put_unless_stopped(q, _FileDone(path, error), stop)
+        for event in _guarded(source.file_events(path), path):
+            if not put_unless_stopped(q, event, stop):
+                return
     put_unless_stopped(q, _END, stop)
+
+
+def _guarded(events: Iterator[object], path: str) -> Iterator[object]:
+    """The input's events; an error ends them with a FileDone carrying it (the others go on)."""
+    try:
+        yield from events
+    except MvrtError as exc:
+        yield FileDone(path, exc.with_traceback(None))
+    except Exception as exc:  # noqa: BLE001 - one bad file must not stop the others
+        log.debug("unexpected error on %s", path, exc_info=True)
+        yield FileDone(path, UnexpectedError(f"{path}: unexpected {type(exc).__name__}: {one_line(str(exc))}"))
 
 
 def _gather(q: queue.Queue, batch_size: int) -> list[object]:
@@ -148,9 +191,12 @@ def _process(engine, events: list[object], collected: dict[str, list[WindowResul
         elif isinstance(event, FileStarted):
             collected[event.path] = []
             yield event
-        elif isinstance(event, _FileDone):
+        elif isinstance(event, FileDone):
             windows = tuple(collected.pop(event.path, []))
-            yield VideoResult(event.path, windows if event.error is None else (), engine.config.classes, event.error)
+            error = event.error
+            yield VideoResult(event.path, windows if error is None else (), engine.config.classes,
+                              None if error is None else str(error), exception=error,
+                              undecodable_packets=event.undecodable_packets)
 
 
 def _infer(engine, items: list[_Item]) -> list[WindowResult]:

@@ -25,12 +25,14 @@ from typing import Iterator
 
 import av
 
+from mvrt.config import DEFAULT_READ_TIMEOUT_SECONDS
 from mvrt.errors import MediaError, UsageError
 
 PathLike = str | os.PathLike
 
-# How long a read may wait for data by default before the source counts as stalled.
-DEFAULT_READ_TIMEOUT_SECONDS = 30.0
+# Streams whose claimed ends differ by more than this factor (plus a minute) are damaged.
+_END_DISAGREEMENT_FACTOR = 2.0
+_END_DISAGREEMENT_SECONDS = 60.0
 # Bytes read at a time from a FIFO or character device (PyAV asks for its buffer size).
 _RAW_READ_BYTES = 1 << 16
 
@@ -288,6 +290,24 @@ def missing_streams(has_audio: bool, has_video: bool) -> str | None:
     return None
 
 
+def _check_stream_ends(container, audio, video, path: str) -> None:
+    """Refuse streams whose own durations disagree wildly (a damaged timescale, not real media).
+
+    A 3 s file whose video time base was damaged claims 46,080 s: planning 1,536 windows of
+    silence over it would be a hang, not a reading.
+    """
+    ends = {kind: stream_end_seconds(container, s) for kind, s in (("audio", audio), ("video", video))}
+    if None in ends.values():
+        return
+    short, long = sorted(ends.values())
+    if long > _END_DISAGREEMENT_FACTOR * max(short, 0.0) + _END_DISAGREEMENT_SECONDS:
+        raise media_error(
+            path,
+            f"the audio stream says it ends at {ends['audio']:.2f} s but the video stream at {ends['video']:.2f} s; "
+            "their timestamps look damaged",
+        )
+
+
 def probe(
     path: PathLike,
     *,
@@ -307,6 +327,7 @@ def probe(
             problem = missing_streams(audio is not None, video is not None)
             if problem:
                 raise media_error(name, problem)
+            _check_stream_ends(container, audio, video, name)
         vctx = decoder_context(video, name, "video") if video is not None else None
         actx = decoder_context(audio, name, "audio") if audio is not None else None
         rate = video.average_rate if video is not None else None

@@ -60,6 +60,10 @@ class VideoResult:
     windows: tuple[WindowResult, ...] = field(repr=False)
     classes: tuple[str, ...] = field(repr=False)
     error: str | None = None
+    # The error itself (its class tells MediaError from ModelError, ...); None when ok.
+    exception: Exception | None = field(default=None, repr=False, compare=False)
+    # Packets the decoders could not decode and skipped (tolerated damage).
+    undecodable_packets: int = 0
 
     @property
     def ok(self) -> bool:
@@ -88,6 +92,7 @@ class VideoResult:
             return data
         data["label"] = self.label
         data["probabilities"] = _named(self.classes, self.probabilities)
+        data["undecodable_packets"] = self.undecodable_packets
         data["windows"] = [w.to_dict() for w in self.windows]
         return data
 

@@ -112,3 +112,35 @@ def packet_reorders(path: Path) -> bool:
         pts = [p.pts for p in container.demux(video=0) if p.pts is not None]
     return any(b < a for a, b in zip(pts, pts[1:]))
 
+
+def remux_damaged(src, dst, damage: dict, container: str | None = None):
+    """Copy `src`'s packets to `dst`, damaging some: {(kind, index): how} per stream kind.
+
+    how: "garbage" (random payload), "zero" (zeroed payload), "empty" (an empty packet after it).
+    """
+    rng = np.random.default_rng(0)
+    counts = {"audio": 0, "video": 0}
+    with av.open(str(src)) as inp, av.open(str(dst), "w", format=container) as out:
+        streams = [s for s in inp.streams if s.type in counts]
+        outs = {s.index: out.add_stream_from_template(s) for s in streams}
+        for packet in inp.demux(streams):
+            if not packet.size:
+                continue  # the flush packets
+            kind, index = packet.stream.type, packet.stream.index
+            how = damage.get((kind, counts[kind]))
+            counts[kind] += 1
+            if how in ("garbage", "zero"):
+                size = packet.size
+                data = rng.integers(0, 256, size, dtype=np.uint8).tobytes() if how == "garbage" else bytes(size)
+                copy = av.Packet(data)
+                copy.pts, copy.dts, copy.duration = packet.pts, packet.dts, packet.duration
+                copy.time_base, copy.is_keyframe = packet.time_base, packet.is_keyframe
+                packet = copy
+            packet.stream = outs[index]
+            out.mux(packet)
+            if how == "empty":
+                empty = av.Packet(0)
+                empty.pts = empty.dts = packet.dts + 1
+                empty.time_base, empty.stream = packet.time_base, outs[index]
+                out.mux(empty)
+    return dst

@@ -1,11 +1,14 @@
+import gc
 import subprocess
 import sys
+import threading
+import time
 
 import numpy as np
 import pytest
 
 from mvrt.api import load_model
-from mvrt.errors import MediaError
+from mvrt.errors import MediaError, UsageError
 
 
 def test_classify_and_iter_windows_agree(tiny_models, clip_10s):
@@ -37,3 +40,46 @@ def test_inference_on_onnx_never_imports_torch(tiny_models, clip_10s):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["True", "False"], out.stderr
+
+
+def _mvrt_threads():
+    return [t for t in threading.enumerate() if t.name.startswith("mvrt-")]
+
+
+def _no_mvrt_threads_within(seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while _mvrt_threads() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not _mvrt_threads()
+
+
+def test_an_error_keeps_its_class(tiny_models, clip_10s):
+    with load_model(tiny_models["slowfast"].onnx, hop_seconds=-1.0) as model:
+        with pytest.raises(UsageError, match="--hop must be positive") as caught:
+            model.classify(clip_10s)
+    assert type(caught.value) is UsageError  # not flattened into a MediaError
+
+
+@pytest.mark.parametrize("isolate", [False, True])
+def test_the_api_runs_isolated_with_the_same_result(tiny_models, clip_10s, tmp_path, isolate):
+    with load_model(tiny_models["slowfast"].onnx, isolate=isolate, read_timeout_seconds=5.0) as model:
+        video = model.classify(clip_10s)
+        with pytest.raises(MediaError, match="missing.mp4: no such file"):
+            model.classify(tmp_path / "missing.mp4")
+    with load_model(tiny_models["slowfast"].onnx) as model:
+        reference = model.classify(clip_10s)
+    np.testing.assert_array_equal(video.probabilities, reference.probabilities)
+
+
+def test_a_closed_or_collected_iterator_ends_the_decode_threads(tiny_models, clip_40s):
+    with load_model(tiny_models["slowfast"].onnx) as model:
+        windows = model.iter_windows(clip_40s)
+        next(windows)
+        assert _mvrt_threads()
+        windows.close()
+        assert _no_mvrt_threads_within(10)
+        windows = model.iter_windows(clip_40s)
+        next(windows)
+        del windows
+        gc.collect()
+        assert _no_mvrt_threads_within(10)

@@ -1,6 +1,7 @@
 import csv
 import io
 import json
+import os
 
 import numpy as np
 import pytest
@@ -25,9 +26,10 @@ def test_infer_table_shows_windows_video_label_and_provenance(capsys, tiny_model
 
 
 def test_infer_json_is_machine_clean_and_consistent(capsys, tiny_models, clip_10s):
-    code, out, err = run(capsys, "infer", clip_10s, "--model", tiny_models["slowfast"].onnx, "--format", "json")
+    code, out, err = run(capsys, "infer", clip_10s, "--model", tiny_models["slowfast"].onnx, "--format", "json",
+                         "--progress")
     assert code == 0, err
-    doc = json.loads(out)  # nothing but JSON on stdout; progress went to stderr
+    doc = json.loads(out)  # nothing but JSON on stdout; progress (forced: stderr is no terminal) went to stderr
     assert "window" in err
     (video,) = doc["videos"]
     assert doc["model"]["arch"] == "slowfast" and doc["model"]["backend"] == "onnxruntime"
@@ -171,3 +173,29 @@ def test_info_on_a_plan_reads_its_sidecar(capsys, tiny_models, tmp_path):
     info = json.loads(out)
     assert info["arch"] == "slowfast" and info["format"] == "plan"
     assert info["engine"]["precision"] == "fp16" and info["engine"]["batch"] == {"min": 1, "opt": 4, "max": 8}
+
+
+def test_a_stalled_input_times_out_and_the_next_one_runs(capsys, tiny_models, clip_10s, tmp_path):
+    fifo = tmp_path / "nobody-writes.mp4"
+    os.mkfifo(fifo)
+    code, out, err = run(capsys, "infer", fifo, clip_10s, "--model", tiny_models["slowfast"].onnx,
+                         "--format", "json", "--read-timeout", "1")
+    assert code == 1
+    first, second = json.loads(out)["videos"]
+    assert not first["ok"] and second["ok"] and len(second["windows"]) == 3
+    assert f"mvrt: error: {fifo}: no data for 1 s (read_timeout_seconds=1); the source stalled" in err.splitlines()
+
+
+def test_damaged_packets_are_skipped_counted_and_reported(capsys, tiny_models, clip_10s, tmp_path, caplog):
+    from media_factory import remux_damaged
+
+    damaged = remux_damaged(clip_10s, tmp_path / "damaged.mkv", {("audio", 100): "garbage", ("audio", 150): "zero"})
+    code, out, err = run(capsys, "infer", damaged, "--model", tiny_models["slowfast"].onnx, "--format", "json")
+    assert code == 0, err
+    (video,) = json.loads(out)["videos"]
+    assert video["ok"] and len(video["windows"]) == 3
+    assert 1 <= video["undecodable_packets"] <= 2
+    assert any(f"{damaged}: skipped {video['undecodable_packets']} undecodable audio packet(s)" in m
+               for m in caplog.messages)
+    code, out, _ = run(capsys, "infer", damaged, "--model", tiny_models["slowfast"].onnx)
+    assert f"note: {video['undecodable_packets']} undecodable packet(s) skipped (damaged media)" in out

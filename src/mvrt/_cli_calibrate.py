@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
+from mvrt._cli_output import add_progress_options, progress_wanted
 from mvrt._cli_engine import non_negative_int, positive_int
 from mvrt._cli_export import add_tensorrt_options, tensorrt_settings
 
@@ -42,7 +43,7 @@ def add_calibrate(sub) -> None:
     p.add_argument("--threads", type=positive_int, default=None, metavar="N", help="ONNX Runtime threads (default: physical cores)")
     p.add_argument("--cache", default=None, metavar="DIR", help="feature cache (default: DATA_ROOT/.mvrt-cache)")
     p.add_argument("--format", default="table", choices=("table", "json"), help="report on stdout (default: table)")
-    p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    add_progress_options(p)
     add_tensorrt_options(p, "also build a TensorRT plan from the INT8 model (+ OUT.plan.json)")
     p.set_defaults(handler=run_calibrate)
 
@@ -62,7 +63,7 @@ def run_calibrate(args) -> int:
     tensorrt = tensorrt_settings(args, "int8")
     print(f"mvrt calibrate: {args.model}: {settings.describe()}", file=sys.stderr)
     result = calibrate(args.model, args.data, settings, out=args.out, engine=args.engine, tensorrt=tensorrt,
-                       progress=not args.quiet)
+                       progress=progress_wanted(args))
     if args.format == "json":
         print(json.dumps(result.report.to_dict(), indent=2))
     else:

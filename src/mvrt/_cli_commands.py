@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
 from pathlib import Path
 
 from mvrt._cli_engine import add_engine_options, engine_options, positive_float, positive_int
+from mvrt._cli_output import LineWriter as _LineWriter
+from mvrt._cli_output import add_progress_options, check_writable, progress_wanted, write_document
+from mvrt.config import DEFAULT_READ_TIMEOUT_SECONDS
 from mvrt.errors import UsageError
 
 EXIT_OK, EXIT_FAILED = 0, 1
@@ -16,6 +20,15 @@ UNTRAINED = "nothing: random initialisation (predictions are meaningless)"
 
 # --- infer -----------------------------------------------------------------------------
 
+INFER_EXAMPLES = """\
+examples:
+  mvrt infer clip.mp4                                  # bundled demo model, table on stdout
+  mvrt infer videos/ --model m.onnx --format jsonl -o run.jsonl   # a folder, streamed line by line
+  mvrt infer *.mp4 --model m.onnx --isolate --read-timeout 10     # untrusted media: crash-isolated
+
+exit status: 0 all inputs done, 1 an input failed, 2 bad usage, 130 Ctrl-C, 143 SIGTERM
+"""
+
 def add_infer(sub) -> None:
     p = sub.add_parser(
         "infer",
@@ -23,6 +36,8 @@ def add_infer(sub) -> None:
         description="Classify music videos: per-window softmax probabilities and top label, and the "
         "whole-video label (mean of the window probabilities). Progress goes to stderr; json, "
         "csv and jsonl on stdout stay machine-clean. Exit code 1 if any input failed.",
+        epilog=INFER_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("videos", nargs="+", metavar="VIDEO",
                    help="media files (MP4, MKV, WebM, ...) or folders (every video file in them, recursively)")
@@ -38,34 +53,52 @@ def add_infer(sub) -> None:
     add_engine_options(p)
     p.add_argument("--format", default="table", choices=("table", "json", "csv", "jsonl"),
                    help="output format (default: table); jsonl streams one line per window and video")
-    p.add_argument("--output", "-o", default=None, metavar="FILE", help="write results here instead of stdout")
+    p.add_argument("--output", "-o", default=None, metavar="FILE",
+                   help="write results here instead of stdout (table/json/csv replace FILE only once complete; "
+                   "jsonl is flushed line by line)")
     p.add_argument("--plot", default=None, metavar="PNG", help="draw per-class curves over time (paper Fig. 11)")
-    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.add_argument("--read-timeout", type=_timeout_seconds, default=DEFAULT_READ_TIMEOUT_SECONDS, metavar="SECONDS",
+                   help="give up on an input that delivers no data for this long (default: "
+                   f"{DEFAULT_READ_TIMEOUT_SECONDS:g}; 0: wait for ever)")
+    p.add_argument("--isolate", action="store_true",
+                   help="decode each input in a worker process, so that a decoder crash on hostile media fails "
+                   "that input only (costs a process and a copy of every window)")
+    add_progress_options(p)
     p.set_defaults(handler=run_infer)
+
+
+def _timeout_seconds(text: str) -> float | None:
+    """Seconds >= 0; 0 means no timeout (None)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be 0 (no timeout) or a positive number of seconds, got {text}")
+    return value or None
 
 
 def run_infer(args) -> int:
     from mvrt.api import load_model
     from mvrt.runtime.pipeline import PipelineConfig
 
+    progress = progress_wanted(args)
+    _check_outputs(args)  # before any work: a bad --output/--plot is a usage error
     if args.model is None:
         from mvrt.bundled import default_model_path
 
         args.model = str(default_model_path())
         print("mvrt: no --model given: using the bundled demo model, trained on generated stand-in data "
               "(not MVED)", file=sys.stderr)
-    pipeline = PipelineConfig(batch_size=args.batch_size, window_seconds=args.window, hop_seconds=args.hop)
+    pipeline = PipelineConfig(batch_size=args.batch_size, window_seconds=args.window, hop_seconds=args.hop,
+                              read_timeout_seconds=args.read_timeout, isolate=args.isolate)
     options = engine_options(args)
     paths, empty = _expand_folders(args.videos)  # plain path work: before the model loads
     with load_model(args.model, backend=args.backend, **options) as model:
         from mvrt.report import model_summary
 
         summary = model_summary(model.config, args.model, model.backend)
-        with _open_output(args.output) as out:
-            if args.format == "jsonl":
-                out.write(json.dumps({"type": "model", **summary}) + "\n")
-            videos = _consume(model.run(paths, pipeline), out, args) if paths else []
-            _render(videos, summary, model.config.classes, out, args)
+        videos = _run_and_write(model, paths, pipeline, summary, args, progress)
     if args.plot:
         from mvrt.plot import plot_timeline
 
@@ -74,6 +107,37 @@ def run_infer(args) -> int:
     if failed:
         print(f"mvrt: {failed} of {len(empty) + len(videos)} input(s) failed", file=sys.stderr)
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _check_outputs(args) -> None:
+    if args.output:
+        check_writable(args.output, "--output")
+    if args.plot:
+        check_writable(args.plot, "--plot")
+        from mvrt.plot import require_matplotlib
+
+        require_matplotlib()
+
+
+def _run_and_write(model, paths, pipeline, summary, args, progress) -> list:
+    """Run the inputs and write the results; on Ctrl-C/SIGTERM write what is complete, then re-raise."""
+    lines = _LineWriter(args.output) if args.format == "jsonl" else None
+    videos: list = []
+    try:
+        if lines is not None:
+            lines.write_line(json.dumps({"type": "model", **summary}))
+        if paths:
+            _consume(model.run(paths, pipeline), videos, lines, progress)
+    except KeyboardInterrupt as exc:
+        _write_documents(videos, summary, model.config.classes, args, interrupted=True)
+        where = f" in {args.output}" if args.output else ""
+        exc.detail = f"{len(videos)} complete result(s) kept{where}"
+        raise
+    finally:
+        if lines is not None:
+            lines.close()
+    _write_documents(videos, summary, model.config.classes, args)
+    return videos
 
 
 def _expand_folders(inputs: list[str]) -> tuple[list[str], list[str]]:
@@ -93,64 +157,44 @@ def _expand_folders(inputs: list[str]) -> tuple[list[str], list[str]]:
     return paths, empty
 
 
-def _consume(events, out, args) -> list:
+def _consume(events, videos: list, lines, progress: bool) -> None:
+    """Follow the pipeline's events: progress, jsonl lines, and the finished videos (appended)."""
     from tqdm import tqdm
 
     from mvrt.report import jsonl_line
     from mvrt.runtime.pipeline import FileStarted
     from mvrt.runtime.results import VideoResult, WindowResult
 
-    videos = []
-    with tqdm(total=0, unit="window", file=sys.stderr, disable=args.quiet, desc="mvrt infer") as bar:
+    with tqdm(total=0, unit="window", file=sys.stderr, disable=not progress, desc="mvrt infer") as bar:
         for event in events:
             if isinstance(event, FileStarted):
                 bar.total += event.windows
                 bar.refresh()
             elif isinstance(event, WindowResult):
                 bar.update(1)
-                if args.format == "jsonl":
-                    out.write(jsonl_line(event) + "\n")
+                if lines is not None:
+                    lines.write_line(jsonl_line(event))
             elif isinstance(event, VideoResult):
                 videos.append(event)
                 if not event.ok:
                     bar.write(f"mvrt: error: {event.error}", file=sys.stderr)
-                if args.format == "jsonl":
-                    out.write(jsonl_line(event) + "\n")
-                    out.flush()
-    return videos
+                if lines is not None:
+                    lines.write_line(jsonl_line(event))
 
 
-def _render(videos, summary, classes, out, args) -> None:
+def _write_documents(videos, summary, classes, args, *, interrupted: bool = False) -> None:
+    """table/json/csv: the whole document (complete videos only), to stdout or atomically to --output."""
     from mvrt import report
 
     if args.format == "table":
-        out.write(report.render_table(videos, summary))
+        text = report.render_table(videos, summary)
     elif args.format == "json":
-        out.write(report.render_json(videos, summary))
+        text = report.render_json(videos, summary, interrupted=interrupted)
     elif args.format == "csv":
-        out.write(report.render_csv(videos, classes))
-
-
-class _open_output:
-    """stdout, or a file opened for writing (errors become one-line UsageErrors)."""
-
-    def __init__(self, path: str | None):
-        self.path = path
-        self.stream = sys.stdout
-
-    def __enter__(self):
-        if self.path:
-            try:
-                self.stream = open(self.path, "w", encoding="utf-8", newline="")
-            except OSError as exc:
-                raise UsageError(f"{self.path}: cannot write output: {exc.strerror}") from None
-        return self.stream
-
-    def __exit__(self, *exc) -> None:
-        if self.path:
-            self.stream.close()
-        else:
-            self.stream.flush()
+        text = report.render_csv(videos, classes)
+    else:
+        return
+    write_document(args.output, text)
 
 
 # --- features ----------------------------------------------------------------------------
@@ -274,7 +318,7 @@ def add_standin(sub) -> None:
     p.add_argument("--splits", nargs="+", default=["train", "validation", "test"])
     p.add_argument("--layout", default="flat", choices=("flat", "authors"))
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    add_progress_options(p)
     p.set_defaults(handler=run_standin)
 
 
@@ -283,7 +327,7 @@ def run_standin(args) -> int:
 
     summary = generate_standin(args.root, clips_per_class=args.clips_per_class, seconds=args.seconds,
                                seed=args.seed, splits=tuple(args.splits), layout=args.layout,
-                               progress=not args.quiet)
+                               progress=progress_wanted(args))
     per_split = {}
     for split, _, count in summary.counts:
         per_split[split] = per_split.get(split, 0) + count

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from mvrt._cli_output import add_progress_options, progress_wanted
 from mvrt._cli_train import add_frontend_options, add_network_options, add_schedule_options, frontend_from
 
 EXIT_OK = 0
@@ -24,7 +25,7 @@ def add_pretrain(sub) -> None:
                    help="encoder checkpoint (default: pretrained.safetensors)")
     p.add_argument("--device", default="cpu", metavar="cpu|cuda", help="where to train (default: cpu)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    add_progress_options(p)
     p.set_defaults(handler=run_pretrain)
 
 
@@ -33,7 +34,7 @@ def run_pretrain(args) -> int:
 
     settings = PretrainSettings(
         arch=args.arch, mmtm=args.mmtm, width=args.width, frontend=frontend_from(args),
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, progress=not args.quiet,
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, progress=progress_wanted(args),
         device=args.device)
     result = pretrain(args.clips_dir, args.out, settings, cache_dir=args.cache)
     print(f"pretrained on {result.clips} clips ({result.skipped_clips} skipped), final reconstruction loss "

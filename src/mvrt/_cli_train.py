@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from mvrt._cli_output import add_progress_options, progress_wanted
 from mvrt._cli_engine import add_engine_options, engine_options, positive_float, positive_int
 
 EXIT_OK = 0
@@ -58,7 +59,7 @@ def add_train(sub) -> None:
     resume.add_argument("--resume", dest="resume", action="store_true", default=True,
                         help="continue from <out>.last.safetensors when it matches (default)")
     resume.add_argument("--restart", dest="resume", action="store_false", help="ignore any saved state")
-    p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    add_progress_options(p)
     p.set_defaults(handler=run_train)
 
 
@@ -68,7 +69,7 @@ def run_train(args) -> int:
     settings = TrainSettings(
         arch=args.arch, mmtm=args.mmtm, width=args.width, frontend=frontend_from(args),
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, seed=args.seed,
-        resume=args.resume, init=Path(args.init) if args.init else None, threads=args.threads, progress=not args.quiet,
+        resume=args.resume, init=Path(args.init) if args.init else None, threads=args.threads, progress=progress_wanted(args),
         device=args.device)
     result = train(args.data_root, args.out, settings, cache_dir=args.cache)
     best = next((r for r in result.history if r.epoch == result.best_epoch), None)
@@ -90,7 +91,7 @@ def add_evaluate(sub) -> None:
     p.add_argument("--batch-size", type=positive_int, default=8, metavar="N")
     p.add_argument("--out-dir", default=None, metavar="DIR", help="write metrics.json, confusion.png, roc.png here")
     p.add_argument("--cache", default=None, metavar="DIR", help="feature cache (default: DATA_ROOT/.mvrt-cache)")
-    p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    add_progress_options(p)
     add_engine_options(p)
     p.set_defaults(handler=run_evaluate)
 
@@ -99,7 +100,7 @@ def run_evaluate(args) -> int:
     from mvrt.evaluate import evaluate
 
     result = evaluate(args.model, args.data_root, split=args.split, backend=args.backend, batch_size=args.batch_size,
-                      out_dir=args.out_dir, cache_dir=args.cache, progress=not args.quiet, **engine_options(args))
+                      out_dir=args.out_dir, cache_dir=args.cache, progress=progress_wanted(args), **engine_options(args))
     m = result.metrics
     print(f"{result.model} ({result.backend}) on {result.split}: {m.count} clips"
           + (f" ({result.skipped} skipped: undecodable)" if result.skipped else ""))

@@ -1,7 +1,7 @@
 """The Python API for embedding mvrt: load a model once, classify many videos.
 
-    import mvrt
-    with mvrt.load_model("model.onnx") as model:
+    import mvrt.api
+    with mvrt.api.load_model("model.onnx") as model:
         result = model.classify("clip.mp4")          # VideoResult
         for window in model.iter_windows("long.mp4"):  # WindowResults as they complete
             print(window.start_seconds, window.label)
@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from typing import Iterator, Sequence
 
-from mvrt.config import ModelConfig
+from mvrt.config import DEFAULT_READ_TIMEOUT_SECONDS, ModelConfig
 from mvrt.errors import MediaError, MvrtError
 from mvrt.runtime.engines import open_engine
 from mvrt.runtime.pipeline import PipelineConfig, run_pipeline
@@ -24,9 +24,20 @@ PathLike = str | os.PathLike
 class Model:
     """A model loaded on one backend, ready to classify videos. Use as a context manager."""
 
-    def __init__(self, path: PathLike, *, backend: str = "auto", batch_size: int = 4, hop_seconds: float | None = None, **engine_options):
+    def __init__(
+        self,
+        path: PathLike,
+        *,
+        backend: str = "auto",
+        batch_size: int = 4,
+        hop_seconds: float | None = None,
+        read_timeout_seconds: float | None = DEFAULT_READ_TIMEOUT_SECONDS,
+        isolate: bool = False,
+        **engine_options,
+    ):
         self.path = str(path)
-        self.pipeline = PipelineConfig(batch_size=batch_size, hop_seconds=hop_seconds)
+        self.pipeline = PipelineConfig(batch_size=batch_size, hop_seconds=hop_seconds,
+                                       read_timeout_seconds=read_timeout_seconds, isolate=isolate)
         self._engine = open_engine(path, backend=backend, **engine_options)
         self._engine.__enter__()
 
@@ -73,9 +84,19 @@ class Model:
 
 
 def load_model(path: PathLike, *, backend: str = "auto", **options) -> Model:
-    """Load a checkpoint (.safetensors) or ONNX model for inference."""
+    """Load a checkpoint (.safetensors), ONNX model or TensorRT plan for inference.
+
+    Options: `batch_size`, `hop_seconds`, `read_timeout_seconds` (give up on an input that
+    delivers no data for this long; None waits for ever), `isolate` (decode each input in a
+    worker process, so that a decoder crash fails that input only), and the engine's own
+    (`providers`, `threads`, `device`, ...). Errors keep their class: `MediaError` for a bad
+    input, `UsageError` for a bad setting, and so on.
+    """
     return Model(path, backend=backend, **options)
 
 
 def _error_of(result: VideoResult) -> MvrtError:
+    """The file's own error (MediaError, ModelError, ...), re-raised with its class."""
+    if isinstance(result.exception, MvrtError):
+        return result.exception
     return MediaError(result.error)

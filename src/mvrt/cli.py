@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
+import signal
 import sys
 
 from mvrt import __version__
 from mvrt.errors import MvrtError
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (service managers, containers), handled like Ctrl-C: flush what is complete, stop."""
 
 DESCRIPTION = """\
 mvrt: music-video emotion recognition at the edge.
@@ -59,14 +66,47 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
     logging.basicConfig(level=level, format="mvrt: %(levelname)s: %(message)s", stream=sys.stderr)
+    with _sigterm_as_interrupt():
+        try:
+            return int(args.handler(args))
+        except MvrtError as exc:
+            _quiet_broken_stdout()
+            print(f"mvrt: error: {exc}", file=sys.stderr)
+            return exc.exit_code
+        except KeyboardInterrupt as exc:
+            terminated = isinstance(exc, Terminated)
+            detail = getattr(exc, "detail", "")
+            print(f"mvrt: {'terminated (SIGTERM)' if terminated else 'interrupted'}{'; ' + detail if detail else ''}",
+                  file=sys.stderr)
+            return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """Turn SIGTERM into `Terminated` while a command runs (main thread only)."""
     try:
-        return int(args.handler(args))
-    except MvrtError as exc:
-        print(f"mvrt: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("mvrt: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _quiet_broken_stdout() -> None:
+    """After stdout broke (a closed pipe), keep Python's exit-time flush from printing a traceback."""
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -23,8 +23,16 @@ class MediaError(MvrtError):
     """A media file cannot be opened, lacks a stream, or cannot be decoded."""
 
 
+class UnexpectedError(MediaError):
+    """An exception mvrt did not expect while reading one input (a bug: please report it)."""
+
+
 class ModelError(MvrtError):
     """A checkpoint or ONNX model is missing, malformed, or does not match the runtime."""
+
+
+class OutputError(MvrtError):
+    """A results file, a plot or stdout could not be written (disk full, broken pipe, ...)."""
 
 
 class BackendError(MvrtError):

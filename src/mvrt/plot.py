@@ -2,21 +2,32 @@
 
 from __future__ import annotations
 
+import importlib.util
+import io
 import os
+from pathlib import Path
 
 from mvrt.errors import MissingDependencyError
+from mvrt.files import write_atomic
 from mvrt.runtime.results import VideoResult
 
 
-def plot_timeline(videos: list[VideoResult], path: str | os.PathLike, *, title_note: str = "") -> None:
-    """Draw each successful video's per-class curves (sigmoid, %) against window centre time."""
-    try:
-        import matplotlib
+def require_matplotlib() -> None:
+    """Fail early (before any inference) when matplotlib is missing."""
+    if importlib.util.find_spec("matplotlib") is None:
+        raise MissingDependencyError("matplotlib", "plot", "--plot")
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise MissingDependencyError("matplotlib", "plot", "--plot") from None
+
+def plot_timeline(videos: list[VideoResult], path: str | os.PathLike, *, title_note: str = "") -> None:
+    """Draw each successful video's per-class curves (sigmoid, %) against window centre time.
+
+    The image is written whole or not at all (temporary file, then rename).
+    """
+    require_matplotlib()
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
     shown = [v for v in videos if v.ok and v.windows]
     fig, axes = plt.subplots(len(shown) or 1, 1, figsize=(10, 3.2 * max(1, len(shown))), squeeze=False)
     for ax, video in zip(axes[:, 0], shown):
@@ -24,8 +35,10 @@ def plot_timeline(videos: list[VideoResult], path: str | os.PathLike, *, title_n
     if title_note:
         fig.suptitle(title_note, fontsize=9)
     fig.tight_layout()
-    fig.savefig(os.fspath(path), dpi=110)
+    image = io.BytesIO()
+    fig.savefig(image, dpi=110, format=Path(path).suffix.lstrip(".").lower() or "png")
     plt.close(fig)
+    write_atomic(os.fspath(path), image.getvalue())
 
 
 def _draw(ax, video: VideoResult) -> None:

@@ -35,22 +35,27 @@ def jsonl_line(event: WindowResult | VideoResult) -> str:
     return json.dumps({"type": "video", **data})
 
 
-def render_json(videos: list[VideoResult], model: dict) -> str:
-    return json.dumps({"model": model, "videos": [v.to_dict() for v in videos]}, indent=2) + "\n"
+def render_json(videos: list[VideoResult], model: dict, *, interrupted: bool = False) -> str:
+    """The whole run as one document; `interrupted` marks a run stopped early (it lists complete videos)."""
+    doc = {"model": model, "videos": [v.to_dict() for v in videos]}
+    if interrupted:
+        doc["interrupted"] = True
+    return json.dumps(doc, indent=2) + "\n"
 
 
 def render_csv(videos: list[VideoResult], classes: tuple[str, ...]) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["path", "kind", "window", "start_seconds", "end_seconds", "label", *classes, "error"])
+    writer.writerow(["path", "kind", "window", "start_seconds", "end_seconds", "label", *classes, "error",
+                     "undecodable_packets"])
     for video in videos:
         for w in video.windows:
             writer.writerow([w.path, "window", w.index, f"{w.start_seconds:.3f}", f"{w.end_seconds:.3f}", w.label,
-                             *(f"{p:.6f}" for p in w.probabilities), ""])
+                             *(f"{p:.6f}" for p in w.probabilities), "", ""])
         probs = [f"{p:.6f}" for p in video.probabilities] if video.ok else [""] * len(classes)
         end = f"{video.windows[-1].end_seconds:.3f}" if video.windows else ""
         writer.writerow([video.path, "video", "all", "0.000" if video.ok else "", end, video.label or "", *probs,
-                         video.error or ""])
+                         video.error or "", video.undecodable_packets if video.ok else ""])
     return buf.getvalue()
 
 
@@ -69,6 +74,8 @@ def render_table(videos: list[VideoResult], model: dict) -> str:
             lines.append(f"   {w.index:>6}  {_clock(w.start_seconds):>8}  {_clock(w.end_seconds):>8}  {w.label:<10}  {probs}")
         probs = "  ".join(f"{p:>10.3f}" for p in video.probabilities)
         lines.append(f"   {'video':>6}  {'':>8}  {'':>8}  {video.label:<10}  {probs}")
+        if video.undecodable_packets:
+            lines.append(f"   note: {video.undecodable_packets} undecodable packet(s) skipped (damaged media)")
     lines.append(f"-- model: {model['path']} ({model['arch']}, {model['backend']}); trained on: {model['trained_on']}")
     return "\n".join(lines) + "\n"
 

@@ -11,7 +11,7 @@ from fractions import Fraction
 import av
 import numpy as np
 import pytest
-from media_factory import chirp, index_frames, read_indices, require_encoder, sine, write_indexed
+from media_factory import chirp, index_frames, read_indices, remux_damaged, require_encoder, sine, write_indexed
 
 from mvrt.errors import MediaError
 from mvrt.runtime import _audio_decode
@@ -173,39 +173,6 @@ def test_a_stream_without_a_decoder_is_a_media_error(tmp_path, kind):
 # -- 3. damaged and empty packets ----------------------------------------------------------
 
 
-def _remux(src, dst, damage: dict, container: str | None = None):
-    """Copy `src`'s packets to `dst`, damaging some: {(kind, index): how} per stream kind.
-
-    how: "garbage" (random payload), "zero" (zeroed payload), "empty" (an empty packet after it).
-    """
-    rng = np.random.default_rng(0)
-    counts = {"audio": 0, "video": 0}
-    with av.open(str(src)) as inp, av.open(str(dst), "w", format=container) as out:
-        streams = [s for s in inp.streams if s.type in counts]
-        outs = {s.index: out.add_stream_from_template(s) for s in streams}
-        for packet in inp.demux(streams):
-            if not packet.size:
-                continue  # the flush packets
-            kind, index = packet.stream.type, packet.stream.index
-            how = damage.get((kind, counts[kind]))
-            counts[kind] += 1
-            if how in ("garbage", "zero"):
-                size = packet.size
-                data = rng.integers(0, 256, size, dtype=np.uint8).tobytes() if how == "garbage" else bytes(size)
-                copy = av.Packet(data)
-                copy.pts, copy.dts, copy.duration = packet.pts, packet.dts, packet.duration
-                copy.time_base, copy.is_keyframe = packet.time_base, packet.is_keyframe
-                packet = copy
-            packet.stream = outs[index]
-            out.mux(packet)
-            if how == "empty":
-                empty = av.Packet(0)
-                empty.pts = empty.dts = packet.dts + 1
-                empty.time_base, empty.stream = packet.time_base, outs[index]
-                out.mux(empty)
-    return dst
-
-
 def _ogg_vp8_vorbis(path, seconds: float):
     """Ogg with VP8 video and Vorbis audio (the bundled FFmpeg has no Theora encoder)."""
     frames, audio = index_frames(int(seconds * FPS)), chirp(seconds, RATE)
@@ -240,7 +207,7 @@ def _clip(tmp_path, name: str):
 @pytest.mark.parametrize("name", ["h264_aac.mkv", "h264_aac.ts", "vp8_vorbis.ogg"])
 def test_isolated_damaged_packets_are_skipped_and_counted(tmp_path, name, caplog):
     src = _clip(tmp_path, name)
-    path = _remux(src, tmp_path / name, DAMAGE)
+    path = remux_damaged(src, tmp_path / name, DAMAGE)
     windows = _windows(0.0, 1.0, 2.0, 3.0)
     audio, video = AudioDecodeStats(), VideoDecodeStats()
     with caplog.at_level(logging.WARNING):
@@ -269,7 +236,7 @@ EMPTY = {("audio", 30): "empty", ("audio", 90): "empty", ("video", 20): "empty",
 def test_empty_packets_never_reach_the_decoder(tmp_path, name):
     # An empty packet sent to a decoder drains it: everything after it would fail to decode.
     src = _clip(tmp_path, name)
-    path = _remux(src, tmp_path / name, EMPTY)
+    path = remux_damaged(src, tmp_path / name, EMPTY)
     windows = _windows(0.0, 1.0, 2.0, 3.0)
     audio, video = AudioDecodeStats(), VideoDecodeStats()
     sound = list(iter_window_audio(path, windows, [8000], 1.0, stats=audio))
@@ -293,7 +260,7 @@ def test_a_long_run_of_undecodable_packets_ends_the_stream(tmp_path, caplog):
     src = _clip(tmp_path, "h264_aac.mkv")
     first = 60  # audio packets from 1.28 s on are all garbage
     damage = {("audio", k): "garbage" for k in range(first, 4 * RATE // 1024 + 2)}
-    path = _remux(src, tmp_path / "h264_aac.mkv", damage)
+    path = remux_damaged(src, tmp_path / "h264_aac.mkv", damage)
     stats = AudioDecodeStats()
     chunks = iter_window_audio(path, _windows(0.0, 2.5), [8000], 1.0, stats=stats)
     with caplog.at_level(logging.WARNING):

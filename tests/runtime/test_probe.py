@@ -89,3 +89,43 @@ def test_bad_files(tmp_path, content, match):
 def test_a_directory_is_not_media(tmp_path):
     with pytest.raises(MediaError, match="is a directory"):
         probe(tmp_path)
+
+
+def _set_video_timescale(data: bytes, timescale: int) -> bytes:
+    """The MP4 with the video track's `mdhd` timescale replaced (version 0 box)."""
+    import struct
+
+    for trak in range(data.count(b"trak")):
+        start = [i for i in range(len(data)) if data.startswith(b"trak", i)][trak]
+        handler = data.index(b"hdlr", start)
+        if data[handler + 12 : handler + 16] == b"vide":
+            mdhd = data.index(b"mdhd", start)
+            assert data[mdhd + 4] == 0, "expected a version-0 mdhd"
+            at = mdhd + 4 + 4 + 8  # version/flags, creation and modification times
+            return data[:at] + struct.pack(">I", timescale) + data[at + 4 :]
+    raise AssertionError("no video track")
+
+
+def _fragmented(source, target):
+    """`source` remuxed into a fragmented MP4 (durations come from the fragments' sample tables)."""
+    with av.open(str(source)) as src, av.open(str(target), "w", options={"movflags": "frag_keyframe+empty_moov"}) as out:
+        streams = {s.index: out.add_stream_from_template(s) for s in src.streams if s.type in ("audio", "video")}
+        for packet in src.demux(*src.streams):
+            if packet.dts is not None and packet.stream.index in streams:
+                packet.stream = streams[packet.stream.index]
+                out.mux(packet)
+    return target
+
+
+def test_streams_whose_durations_disagree_wildly_are_refused(tmp_path):
+    plain = write_indexed(tmp_path / "clip.mp4", count=60, size=(48, 64), audio=sine(3.0, 44100, [0.2, 0.2]))
+    good = _fragmented(plain, tmp_path / "fragmented.mp4")
+    damaged = tmp_path / "damaged.mp4"
+    damaged.write_bytes(_set_video_timescale(good.read_bytes(), 1))  # 3 s of video now claims hours
+    with av.open(str(damaged)) as container:
+        assert float(container.streams.video[0].duration * container.streams.video[0].time_base) > 3600
+    assert probe(damaged).has_video  # describing it is fine ...
+    with pytest.raises(MediaError, match=r"damaged.mp4: the audio stream says it ends at 3\.\d\d s but the video "
+                                         r"stream at \d+\.\d\d s; their timestamps look damaged"):
+        probe(damaged, require_streams=True)  # ... planning windows over it is not
+    assert probe(good, require_streams=True).duration_seconds == pytest.approx(3.0, abs=0.15)

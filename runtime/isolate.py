@@ -1,0 +1,159 @@
+"""Decoding in a worker process (`isolate=True`, `mvrt infer --isolate`).
+
+Native decoders can still crash on hostile media. With isolation, the decoding and the
+front-end of each input run in a worker process (`python -m mvrt.runtime._isolate_worker`);
+the pipeline keeps the engine. A worker that dies (a segfault, the OOM killer) or stops making
+progress fails its input with a one-line error; a fresh worker takes the next input.
+
+The worker sends JSON headers and raw float32 arrays over a pipe (`_wire`): nothing is ever
+unpickled, and every array must have exactly the shape the model takes.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import subprocess
+import sys
+import threading
+from typing import Iterator
+
+import numpy as np
+
+from mvrt import errors
+from mvrt.config import ModelConfig
+from mvrt.errors import MediaError, MvrtError
+from mvrt.runtime._wire import FrameReader, WireError, send_json
+from mvrt.runtime.windows import Window
+
+log = logging.getLogger(__name__)
+
+WORKER_MODULE = "mvrt.runtime._isolate_worker"
+# A worker that sends nothing for this long (beyond its own read timeout) is stuck: it is killed.
+_STALL_GRACE_SECONDS = 60.0
+
+
+class IsolatedSource:
+    """File events (as `pipeline._LocalSource` makes them) from a worker process."""
+
+    def __init__(self, model: ModelConfig, config):
+        self.model, self.config = model, config
+        self._shapes = model.input_shapes()
+        self._proc: subprocess.Popen | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+        timeout = config.read_timeout_seconds
+        self.stall_seconds = None if timeout is None else 2 * timeout + _STALL_GRACE_SECONDS
+
+    def file_events(self, path: str) -> Iterator[object]:
+        proc = self._worker()
+        finished = False
+        try:
+            send_json(proc.stdin, self._request(path))
+            reader = FrameReader(proc.stdout.fileno(), self.stall_seconds)
+            for event in self._events(reader, path):
+                yield event
+            finished = True
+        except (WireError, OSError, ValueError, KeyError, TypeError) as exc:
+            finished = True
+            raise MediaError(f"{path}: {self._end_worker(proc, exc)}; the input is probably damaged or hostile "
+                             "(isolate=True kept the run going)") from None
+        finally:
+            if not finished:
+                self._end_worker(proc, None)  # abandoned mid-input: its stream is out of step
+
+    def _request(self, path: str) -> dict:
+        config = self.config
+        return {"path": path, "model": self.model.to_dict(), "hop_seconds": config.hop_seconds,
+                "frontend": config.frontend, "read_timeout_seconds": config.read_timeout_seconds,
+                "log_level": logging.getLogger("mvrt").getEffectiveLevel()}
+
+    def _events(self, reader: FrameReader, path: str) -> Iterator[object]:
+        from mvrt.runtime.pipeline import FileDone, FileStarted, _Item
+
+        while True:
+            message = reader.json()
+            kind = message.get("event")
+            if kind == "started":
+                yield FileStarted(path, _count(message["windows"]))
+            elif kind == "window":
+                window = Window(_count(message["index"]), float(message["start_seconds"]),
+                                float(message["window_seconds"]), float(message["span_seconds"]))
+                feeds = {name: reader.array(np.dtype(np.float32), self._shapes[name]) for name in self.model.input_names}
+                yield _Item(path, window, feeds)
+            elif kind == "done":
+                yield FileDone(path, _rebuild_error(message, path), _count(message.get("undecodable_packets", 0)))
+                return
+            else:
+                raise WireError(f"unknown event {kind!r}")
+
+    def _worker(self) -> subprocess.Popen:
+        with self._lock:
+            if self._closed:
+                raise MediaError("the pipeline was closed")
+            if self._proc is None or self._proc.poll() is not None:
+                self._proc = subprocess.Popen(
+                    [sys.executable, "-m", WORKER_MODULE], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                    close_fds=True,
+                )
+            return self._proc
+
+    def _end_worker(self, proc: subprocess.Popen, cause: BaseException | None) -> str:
+        """Stop `proc` (if still running) and say how it ended."""
+        with self._lock:
+            if self._proc is proc:
+                self._proc = None
+        stalled = isinstance(cause, WireError) and "no progress" in str(cause)
+        code = proc.poll()
+        if code is None and cause is not None and not stalled:
+            try:  # its output ended or broke: it is dying, give the kernel a moment to report how
+                code = proc.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                pass
+        if code is None:
+            proc.kill()
+            proc.wait()
+            return f"the decoder process was stopped ({cause})" if cause is not None else "the decoder process was stopped"
+        return f"the decoder process died ({_describe_exit(code)})"
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        try:
+            proc.stdin.close()  # the worker exits when its input ends
+            proc.wait(timeout=2)
+        except (OSError, subprocess.TimeoutExpired):
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+
+
+def _count(value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise WireError(f"expected a count, got {value!r}")
+    return value
+
+
+def _rebuild_error(message: dict, path: str) -> MvrtError | None:
+    """The worker's error as an instance of the same mvrt error class (never a foreign class)."""
+    text = message.get("error")
+    if text is None:
+        return None
+    cls = getattr(errors, str(message.get("error_class")), None)
+    if not (isinstance(cls, type) and issubclass(cls, MvrtError)) or cls is errors.MissingDependencyError:
+        cls = MediaError
+    error = cls.__new__(cls)
+    MvrtError.__init__(error, str(text))
+    return error
+
+
+def _describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit status {code}"

@@ -1,0 +1,72 @@
+"""Files written whole or not at all (results, plots): a temporary file beside the target, then rename."""
+
+from __future__ import annotations
+
+import os
+import stat
+import tempfile
+from pathlib import Path
+
+from mvrt.errors import OutputError
+
+
+def is_regular(path: Path) -> bool:
+    """Whether `path` is an existing regular file (not a device, FIFO or folder)."""
+    try:
+        return stat.S_ISREG(Path(path).stat().st_mode)
+    except OSError:
+        return False
+
+
+def write_atomic(path: str, data: bytes) -> None:
+    """Write `data` to `path` whole or not at all: temp file beside it, fsync, rename."""
+    target = Path(path)
+    if target.exists() and not is_regular(target):
+        _write_in_place(path, data)
+        return
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write output ({exc.strerror or exc})") from None
+    try:
+        try:
+            write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.chmod(tmp, _default_mode(target))
+        os.replace(tmp, target)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        kept = "; the previous file is kept" if target.exists() else ""
+        raise OutputError(f"{path}: cannot write output ({exc.strerror or exc}){kept}") from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _write_in_place(path: str, data: bytes) -> None:
+    try:
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            write_all(fd, data)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write output ({exc.strerror or exc})") from None
+
+
+def _default_mode(target: Path) -> int:
+    """The existing file's permissions, else what open() would give a new file."""
+    if target.exists():
+        return stat.S_IMODE(target.stat().st_mode)
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """os.write until every byte is out (raises OSError, e.g. ENOSPC)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
