@@ -89,15 +89,27 @@ def test_closing_early_stops_the_decoder_thread(tiny_models, clip_10s):
     assert not any(t.name == "mvrt-decode" for t in threading.enumerate())
 
 
+class _SlowEngine:
+    """A real engine that takes its time: the decoder always fills the queue (the worst case)."""
+
+    def __init__(self, engine, seconds: float):
+        self._engine, self._seconds = engine, seconds
+        self.config, self.max_batch = engine.config, engine.max_batch
+
+    def infer(self, feeds):
+        time.sleep(self._seconds)
+        return self._engine.infer(feeds)
+
+
 def test_peak_memory_does_not_grow_with_video_length(tiny_models, clip_10s, clip_40s):
     def peak(path):
         with open_engine(tiny_models["slowfast"].onnx) as engine:
             tracemalloc.start()
-            # the bound is the queue: with 2 windows queued both clips reach it
-            count = len(_windows(_events(engine, [path], batch_size=2, queue_windows=2)))
+            # the bound is the queue; a slow engine makes both clips (7 and 37 windows) reach it
+            events = _events(_SlowEngine(engine, 0.1), [path], batch_size=2, queue_windows=2, hop_seconds=1.0)
             _, top = tracemalloc.get_traced_memory()
             tracemalloc.stop()
-        return count, top
+        return len(_windows(events)), top
 
     short_windows, short_peak = peak(clip_10s)
     long_windows, long_peak = peak(clip_40s)
