@@ -277,6 +277,10 @@ def count_wrong_picks(path: str, mvrt_frames: np.ndarray, picks: np.ndarray) -> 
     return sum(not np.array_equal(mvrt_frames[k], converted[int(i)]) for k, i in enumerate(picks))
 
 
+# isolate=True computes the same inputs; logits differ only by how windows were batched.
+ISOLATED_TOLERANCE = 1e-4
+
+
 def check_agreement(path: str, mvrt_audio0, mvrt_frames0, mvrt_feeds0, base, config, ort_logits, torch_logits0) -> dict:
     """Window-0 inputs of both paths, and ORT vs torch logits on identical inputs."""
     samples = max(float(np.abs(mvrt_audio0[r] - base.audio0[r]).max()) for r in mvrt_audio0)
@@ -293,10 +297,11 @@ def check_agreement(path: str, mvrt_audio0, mvrt_frames0, mvrt_feeds0, base, con
         "frames_mean_abs": frames["mean_abs"],
         "logits_max_abs_rel": engine_diff / scale,
     }
-    isolated_identical = bool(np.array_equal(ort_logits["isolated"], ort_logits["pipeline"]))
+    # Batches are filled with what is ready, so the two runs may batch windows differently.
+    isolated_diff = float(np.abs(ort_logits["isolated"] - ort_logits["pipeline"]).max())
     return {
-        "ok": all(measured[k] <= TOLERANCE[k] for k in TOLERANCE) and isolated_identical,
-        "isolated_logits_identical": isolated_identical,
+        "ok": all(measured[k] <= TOLERANCE[k] for k in TOLERANCE) and isolated_diff < ISOLATED_TOLERANCE,
+        "logits_isolated_vs_pipeline_max_abs": isolated_diff,
         "measured": measured,
         "tolerance": TOLERANCE,
         "audio_inputs": audio,

@@ -286,7 +286,8 @@ def format_report(result: dict) -> str:
     a = result["agreement"]
     lines += ["", f"agreement ({'OK' if a['ok'] else 'FAILED'}): "
               + ", ".join(f"{k} {a['measured'][k]:.3g} (tol {a['tolerance'][k]:g})" for k in a["measured"])]
-    lines.append(f"isolate=True logits identical to in-process: {a['isolated_logits_identical']}")
+    lines.append(f"isolate=True vs in-process logits: max |d| {a['logits_isolated_vs_pipeline_max_abs']:.3g} "
+                 f"(tol {_baseline.ISOLATED_TOLERANCE:g})")
     lines.append(f"logits: ORT vs torch max |d| {a['logits_ort_vs_torch_max_abs']:.3g} (|logits| up to "
                  f"{a['logits_abs_max']:.3g}); mvrt vs baseline end to end {a['logits_mvrt_vs_baseline_all_windows_max_abs']:.3g}")
     return "\n".join(lines)
