@@ -26,8 +26,6 @@ from mvrt.errors import MediaError, MvrtError
 from mvrt.runtime._wire import FrameReader, WireError, send_json
 from mvrt.runtime.windows import Window
 
-log = logging.getLogger(__name__)
-
 WORKER_MODULE = "mvrt.runtime._isolate_worker"
 # A worker that sends nothing for this long (beyond its own read timeout) is stuck: it is killed.
 _STALL_GRACE_SECONDS = 60.0

@@ -14,7 +14,7 @@ import pytest
 from mvrt.errors import MediaError, UsageError
 from mvrt.runtime.engines import open_engine
 from mvrt.runtime.isolate import IsolatedSource
-from mvrt.runtime.pipeline import FileDone, FileStarted, PipelineConfig, _Item, _LocalSource, run_pipeline
+from mvrt.runtime.pipeline import FileDone, FileStarted, PipelineConfig, _LocalSource, run_pipeline
 from mvrt.runtime.results import VideoResult, WindowResult
 
 pytest.importorskip("torch")
@@ -66,6 +66,7 @@ def test_a_worker_killed_by_a_signal_fails_its_input_and_the_next_one_runs(tiny_
                 os.kill(pid, signal.SIGSEGV)  # what a decoder crash on hostile media looks like
                 killed.append(pid)
     videos = [e for e in events if isinstance(e, VideoResult)]
+    assert len(killed) == 1
     assert [v.path for v in videos] == [str(clip_40s), str(clip_10s)]
     crashed, good = videos
     assert not crashed.ok and isinstance(crashed.exception, MediaError)
