@@ -190,7 +190,8 @@ def open_media(
     reader = None
     try:
         reader = _PollingReader(name, timeout) if _is_stream_device(name) else None
-        container = av.open(name if reader is None else reader, mode="r", timeout=timeout)
+        # Damaged metadata (a stream language of 0xFF bytes) must not make the media unreadable.
+        container = av.open(name if reader is None else reader, mode="r", timeout=timeout, metadata_errors="replace")
     except MediaError:  # the source stalled while FFmpeg probed it
         _close(reader)
         raise

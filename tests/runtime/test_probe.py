@@ -129,3 +129,12 @@ def test_streams_whose_durations_disagree_wildly_are_refused(tmp_path):
                                          r"stream at \d+\.\d\d s; their timestamps look damaged"):
         probe(damaged, require_streams=True)  # ... planning windows over it is not
     assert probe(good, require_streams=True).duration_seconds == pytest.approx(3.0, abs=0.15)
+
+
+def test_metadata_that_is_not_utf8_does_not_make_the_media_unreadable(tmp_path):
+    good = write_indexed(tmp_path / "clip.mkv", count=40, audio=sine(2.0, 44100, [0.2, 0.2]))
+    language = b"\x22\xb5\x9c\x83und"  # Matroska Language element, 3 bytes: "und"
+    damaged = tmp_path / "damaged.mkv"
+    damaged.write_bytes(good.read_bytes().replace(language, language[:4] + b"\xff\xff\xff"))
+    info = probe(damaged, require_streams=True)  # was: "cannot open as media ('utf-8' codec can't decode ...)"
+    assert info.duration_seconds == pytest.approx(probe(good).duration_seconds)
