@@ -23,7 +23,7 @@ from mvrt.config import DEFAULT_READ_TIMEOUT_SECONDS, ModelConfig
 from mvrt.errors import MvrtError, UnexpectedError, UsageError
 from mvrt.runtime._threads import put_unless_stopped
 from mvrt.runtime.media_features import DecodeCounts, file_windows, iter_file_features
-from mvrt.runtime.probe import one_line
+from mvrt.runtime.probe import check_read_timeout, one_line
 from mvrt.runtime.results import VideoResult, WindowResult, sigmoid, softmax
 from mvrt.runtime.windows import Window
 
@@ -49,9 +49,7 @@ class PipelineConfig:
             raise UsageError(f"--batch-size must be at least 1, got {self.batch_size}")
         if self.queue_windows < 1:
             raise UsageError(f"queue_windows must be at least 1, got {self.queue_windows}")
-        timeout = self.read_timeout_seconds
-        if timeout is not None and not 0 < timeout < float("inf"):
-            raise UsageError(f"read_timeout_seconds must be positive (or None: no timeout), got {timeout}")
+        check_read_timeout(self.read_timeout_seconds)
 
 
 @dataclass(frozen=True)

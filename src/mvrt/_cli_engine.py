@@ -97,7 +97,7 @@ def _check_plan_trust(model: str, trusted: bool) -> None:
     Anything else wrong with the plan or its sidecar is left for the engine to report.
     """
     path = Path(model)
-    if trusted or path.suffix.lower() not in (".plan", ".engine", ".trt") or not path.is_file():
+    if trusted or _BY_SUFFIX.get(path.suffix.lower()) != "tensorrt" or not path.is_file():
         return
     from mvrt.errors import ModelError
     from mvrt.runtime.engines.sidecar import check_plan_trust, read_sidecar
