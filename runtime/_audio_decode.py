@@ -14,13 +14,15 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import av
 import numpy as np
 
 from mvrt.errors import MediaError, UsageError
+from mvrt.runtime._audio_timeline import CHUNK_SAMPLES, TRUNCATION_SECONDS, RateBuffer, Timeline
 from mvrt.runtime._packet_skip import decode_packets, demux
+from mvrt.runtime._video_targets import GapLog
 from mvrt.runtime.probe import (
     DEFAULT_READ_TIMEOUT_SECONDS,
     PathLike,
@@ -44,14 +46,6 @@ _INT_FORMATS = {
     "s32": (1 / 2**31, 0.0),
     "s64": (1 / 2**63, 0.0),
 }
-# Decoded frames are batched into chunks of about this many samples before resampling.
-_CHUNK_SAMPLES = 32768
-# Timestamp jumps larger than this become silence (gaps) or are dropped (overlaps).
-_GAP_SECONDS = 0.02
-# A stream that stops this much before where it claims to end is reported as truncated.
-_TRUNCATION_SECONDS = 0.5
-# A forward jump in the timestamps longer than this (or past the stream's end) is damage, not a gap.
-_MAX_GAP_SECONDS = 60.0
 # More channels than this is damage, not audio.
 MAX_CHANNELS = 64
 # PyAV counts a frame's planes by scanning FFmpeg's plane pointers up to a NULL, and there is
@@ -146,7 +140,7 @@ def _to_mono(frame: "av.AudioFrame", packer: _Packer) -> np.ndarray:
     return mono.astype(np.float32)
 
 
-def _first_audio_stream(container: "av.container.InputContainer", path: str) -> "av.AudioStream":
+def first_audio_stream(container: "av.container.InputContainer", path: str) -> "av.AudioStream":
     if not container.streams.audio:
         raise media_error(path, "no audio stream")
     stream = container.streams.audio[0]
@@ -176,78 +170,40 @@ def _check_frame(frame: "av.AudioFrame", rate: int, layout: tuple[str, int], pat
         raise media_error(path, problem)
 
 
-class _Timeline:
-    """Mono frames placed by their timestamps, sample 0 at the media origin, in chunks.
+class AudioFeed:
+    """Where the audio decoder's packets come from and how they are timed.
 
-    A first frame that starts late is preceded by silence; samples before the origin are
-    dropped; later jumps in the timestamps larger than 20 ms (e.g. where an undecodable
-    packet was skipped) become silence or are dropped. A jump longer than _MAX_GAP_SECONDS
-    or past where the stream ends is a damaged timestamp: ignored (the samples follow on).
+    By default its own demux of the container and the file's origin; a live source passes
+    a `SharedDemux`'s `packets` and `on_send`, its own origin, short chunks (low latency) and
+    a `GapLog` for the silence it fills in.
     """
 
-    def __init__(self, container, stream, path: str):
-        self.rate, self.path = stream.codec_context.sample_rate, path
-        self.origin = origin_seconds(container)
-        expected = expected_end_seconds(container, stream)
-        slack = None if expected is None else max(_TRUNCATION_SECONDS, 0.02 * expected)
-        self.end_limit = None if expected is None else int((expected + slack) * self.rate)
-        self.produced = 0  # samples placed so far
-        self.pending: list[np.ndarray] = []
-        self.pending_samples = 0
-        self.ignored = 0  # damaged timestamps
+    def __init__(self, packets: Callable | None = None, on_send: Callable | None = None, *,
+                 origin: float | None = None, chunk_samples: int = CHUNK_SAMPLES, live: bool = False,
+                 gaps: GapLog | None = None):
+        self._shared, self.on_send = packets, on_send
+        self.origin, self.chunk_samples, self.live, self.gaps = origin, chunk_samples, live, gaps
 
-    def add(self, mono: np.ndarray, time: float | None) -> Iterator[np.ndarray]:
-        """Place one frame's samples; yields the chunks completed."""
-        if time is not None:
-            start = int(round((time - self.origin) * self.rate))
-            jump = start - self.produced
-            if self.produced == 0 or abs(jump) > _GAP_SECONDS * self.rate:
-                if jump > 0 and self._plausible(start):
-                    while jump > _CHUNK_SAMPLES:  # a long gap: silence one chunk at a time
-                        yield from self._append(np.zeros(_CHUNK_SAMPLES, np.float32))
-                        jump -= _CHUNK_SAMPLES
-                    mono = np.concatenate([np.zeros(jump, np.float32), mono])
-                elif jump < 0:
-                    mono = mono[-jump:]
-        yield from self._append(mono)
+    def packets(self, container, stream) -> Iterator["av.Packet"]:
+        return demux(container, stream) if self._shared is None else self._shared(stream)
 
-    def _plausible(self, start: int) -> bool:
-        limit = self.produced + int(_MAX_GAP_SECONDS * self.rate)
-        if self.end_limit is not None:
-            limit = min(limit, self.end_limit)
-        if start <= limit:
-            return True
-        if not self.ignored:
-            _log.warning(
-                "%s: an audio timestamp jumps from %.2f s to %.2f s (past the stream's end or %g s on); "
-                "ignored as damaged", self.path, self.produced / self.rate, start / self.rate, _MAX_GAP_SECONDS,
-            )
-        self.ignored += 1
-        return False
-
-    def _append(self, mono: np.ndarray) -> Iterator[np.ndarray]:
-        self.produced += mono.size
-        self.pending.append(mono)
-        self.pending_samples += mono.size
-        if self.pending_samples >= _CHUNK_SAMPLES:
-            yield np.concatenate(self.pending)
-            self.pending, self.pending_samples = [], 0
-
-    def rest(self) -> Iterator[np.ndarray]:
-        if self.pending:
-            yield np.concatenate(self.pending)
+    def timeline(self, container, stream, path: str) -> Timeline:
+        return Timeline(container, stream, path, origin=self.origin, chunk_samples=self.chunk_samples,
+                        live=self.live, gaps=self.gaps)
 
 
 def _decode_mono(
-    container, stream, path: str, stats: AudioDecodeStats, timeout: float | None
+    container, stream, path: str, stats: AudioDecodeStats, timeout: float | None, feed: AudioFeed | None = None
 ) -> Iterator[np.ndarray]:
-    """Mono float32 chunks at the stream's rate, sample 0 at the media origin (`_Timeline`)."""
+    """Mono float32 chunks at the stream's rate, sample 0 at the media origin (`Timeline`)."""
+    feed = feed or AudioFeed()
     rate = stream.codec_context.sample_rate
-    timeline = _Timeline(container, stream, path)
+    timeline = feed.timeline(container, stream, path)
     layout = None  # the first frame's (layout name, channels)
     packer = _Packer(path)
     try:
-        for frame in decode_packets(stream, demux(container, stream), stats, path):
+        packets = feed.packets(container, stream)
+        for frame in decode_packets(stream, packets, stats, path, feed.on_send):
             layout = layout or _layout(frame)
             _check_frame(frame, rate, layout, path)
             yield from timeline.add(_to_mono(frame, packer), frame.time)
@@ -268,55 +224,12 @@ def _check_complete(container, stream, path: str, decoded_seconds: float) -> Non
     if decoded_seconds <= 0:
         raise media_error(path, "audio stream contains no decodable samples")
     expected = expected_end_seconds(container, stream)
-    if expected is not None and expected - decoded_seconds > max(_TRUNCATION_SECONDS, 0.02 * expected):
+    if expected is not None and expected - decoded_seconds > max(TRUNCATION_SECONDS, 0.02 * expected):
         raise media_error(
             path,
             f"audio stops at {decoded_seconds:.2f} s but the file says {expected:.2f} s; "
             "it looks truncated or damaged",
         )
-
-
-class _RateBuffer:
-    """Streaming resampler to one rate plus a rolling buffer of its output."""
-
-    def __init__(self, in_rate: int, out_rate: int):
-        import soxr
-
-        self.rate = out_rate
-        same = in_rate == out_rate
-        self._stream = None if same else soxr.ResampleStream(in_rate, out_rate, 1, dtype="float32", quality="HQ")
-        self._chunks: list[np.ndarray] = []
-        self.start = 0  # absolute index of the first held sample
-        self.end = 0  # absolute index one past the last produced sample
-
-    def feed(self, mono: np.ndarray, last: bool = False) -> None:
-        out = mono if self._stream is None else self._stream.resample_chunk(mono, last=last)
-        if out.size:
-            self._chunks.append(np.asarray(out, dtype=np.float32))
-            self.end += out.size
-
-    def take(self, start: int, count: int) -> np.ndarray:
-        """`count` samples from absolute index `start`, zero-padded outside what is held."""
-        out = np.zeros(count, np.float32)
-        if not self._chunks:
-            return out
-        held = np.concatenate(self._chunks) if len(self._chunks) > 1 else self._chunks[0]
-        self._chunks = [held]
-        lo, hi = max(start, self.start), min(start + count, self.end)
-        if hi > lo:
-            out[lo - start : hi - start] = held[lo - self.start : hi - self.start]
-        return out
-
-    def drop_before(self, index: int) -> None:
-        """Forget samples before absolute `index` (no window still needs them)."""
-        index = min(index, self.end)
-        if index <= self.start or not self._chunks:
-            return
-        # One chunk is cut as a view (no copy per window, however densely they overlap).
-        held = np.concatenate(self._chunks) if len(self._chunks) > 1 else self._chunks[0]
-        cut = index - self.start
-        self._chunks = [held[cut:]] if held.size > cut else []
-        self.start = index
 
 
 def _check_windows(windows: Sequence[Window], sample_rates: Sequence[int], window_seconds: float) -> None:
@@ -350,39 +263,66 @@ def iter_window_audio(
     timeout = check_read_timeout(read_timeout_seconds)
     if not windows:
         return
+    with open_media(name, read_timeout_seconds=timeout) as container:
+        stream = first_audio_stream(container, name)
+        yield from window_audio(container, stream, windows, name, rates, window_seconds, stats=stats, timeout=timeout)
+
+
+def window_audio(
+    container,
+    stream,
+    windows: Iterable[Window],
+    path: str,
+    rates: Sequence[int],
+    window_seconds: float,
+    *,
+    stats: AudioDecodeStats | None = None,
+    timeout: float | None = None,
+    feed: AudioFeed | None = None,
+) -> Iterator[dict[int, np.ndarray]]:
+    """`iter_window_audio` on an open container; windows may be endless (a live source).
+
+    A window is yielded as soon as audio up to its end has been decoded. On a live `feed`
+    the end of the stream ends the windows: those not complete are never yielded.
+    """
+    feed = feed or AudioFeed()
     stats = stats if stats is not None else AudioDecodeStats()
     skipped_before = stats.undecodable_packets
-    with open_media(name, read_timeout_seconds=timeout) as container:
-        stream = _first_audio_stream(container, name)
-        in_rate = stream.codec_context.sample_rate
-        buffers = {sr: _RateBuffer(in_rate, sr) for sr in rates}
-        chunks = _decode_mono(container, stream, name, stats, timeout)
-        decoded, finished = 0, False
-        try:
-            for pos, window in enumerate(windows):
-                spans = {
-                    sr: (int(round(window.start_seconds * sr)), int(round(window_seconds * sr))) for sr in rates
-                }
-                while not finished and any(buffers[sr].end < a + n for sr, (a, n) in spans.items()):
-                    chunk = next(chunks, None)
-                    if chunk is None:
-                        for buf in buffers.values():
-                            buf.feed(np.zeros(0, np.float32), last=True)
-                        finished = True
-                        _log_skipped(name, stats, skipped_before)
-                        _check_complete(container, stream, name, decoded / in_rate)
+    in_rate = stream.codec_context.sample_rate
+    buffers = {sr: RateBuffer(in_rate, sr) for sr in rates}
+    chunks = _decode_mono(container, stream, path, stats, timeout, feed)
+    decoded, finished = 0, False
+    ahead = iter(windows)
+    window = next(ahead, None)
+    try:
+        while window is not None:
+            spans = {sr: (int(round(window.start_seconds * sr)), int(round(window_seconds * sr))) for sr in rates}
+            while not finished and any(buffers[sr].end < a + n for sr, (a, n) in spans.items()):
+                chunk = next(chunks, None)
+                if chunk is None:
+                    for buf in buffers.values():
+                        buf.feed(np.zeros(0, np.float32), last=True)
+                    finished = True
+                    _log_skipped(path, stats, skipped_before)
+                    if feed.live:
+                        if decoded <= 0:
+                            raise media_error(path, "audio stream contains no decodable samples")
                     else:
-                        decoded += chunk.size
-                        for buf in buffers.values():
-                            buf.feed(chunk)
-                yield {sr: buffers[sr].take(a, n) for sr, (a, n) in spans.items()}
-                if pos + 1 < len(windows):
-                    nxt = windows[pos + 1].start_seconds
-                    for sr, buf in buffers.items():
-                        buf.drop_before(int(round(nxt * sr)))
-        finally:
-            if not finished:  # the windows ended before the stream did
-                _log_skipped(name, stats, skipped_before)
+                        _check_complete(container, stream, path, decoded / in_rate)
+                else:
+                    decoded += chunk.size
+                    for buf in buffers.values():
+                        buf.feed(chunk)
+            if feed.live and finished and any(buffers[sr].end < a + n for sr, (a, n) in spans.items()):
+                return  # the stream ended inside this window: it is not complete
+            yield {sr: buffers[sr].take(a, n) for sr, (a, n) in spans.items()}
+            window = next(ahead, None)
+            if window is not None:
+                for sr, buf in buffers.items():
+                    buf.drop_before(int(round(window.start_seconds * sr)))
+    finally:
+        if not finished:  # the windows ended before the stream did
+            _log_skipped(path, stats, skipped_before)
 
 
 def decode_audio(
@@ -402,7 +342,7 @@ def decode_audio(
     stats = stats if stats is not None else AudioDecodeStats()
     skipped_before = stats.undecodable_packets
     with open_media(name, read_timeout_seconds=timeout) as container:
-        stream = _first_audio_stream(container, name)
+        stream = first_audio_stream(container, name)
         in_rate = stream.codec_context.sample_rate
         chunks = list(_decode_mono(container, stream, name, stats, timeout))
         _log_skipped(name, stats, skipped_before)

@@ -40,8 +40,10 @@ _log = logging.getLogger(__name__)
 class SkipPlan:
     """The targets (sorted seconds in the stream's timeline) and the codec's droppability test."""
 
-    def __init__(self, target_seconds: np.ndarray, droppable: Callable[[bytes], bool], eps_seconds: float):
-        self.targets = np.asarray(target_seconds, np.float64)
+    def __init__(self, targets, droppable: Callable[[bytes], bool], eps_seconds: float):
+        # An array of sorted seconds, or an object whose `times` grow by `extend_to(seconds)`.
+        self._source = targets if hasattr(targets, "extend_to") else None
+        self._times = None if self._source is not None else np.asarray(targets, np.float64)
         self.droppable = droppable
         self.eps_seconds = eps_seconds
         self.enabled = True  # cleared when frames turn up without timestamps
@@ -50,8 +52,12 @@ class SkipPlan:
         """Is a frame shown from `start_seconds` until `next_seconds` picked by any target?"""
         low = start_seconds - self.eps_seconds - _SLACK_SECONDS
         high = next_seconds - self.eps_seconds + _SLACK_SECONDS
-        i = int(np.searchsorted(self.targets, low, side="left"))
-        return i < self.targets.size and self.targets[i] < high
+        times = self._times
+        if self._source is not None:
+            self._source.extend_to(high)
+            times = self._source.times
+        i = int(np.searchsorted(times, low, side="left"))
+        return i < times.size and times[i] < high
 
 
 def _seconds(packet: "av.Packet") -> float | None:
@@ -76,13 +82,13 @@ def _next_seconds(seconds: float, neighbours) -> float | None:
 class _Lookahead:
     """Demuxed packets not yet handed on, read ahead; a read error waits until they are."""
 
-    def __init__(self, packets: Iterator["av.Packet"]):
-        self.packets, self.queue = packets, deque()
+    def __init__(self, packets: Iterator["av.Packet"], size: int = LOOKAHEAD_PACKETS):
+        self.packets, self.queue, self.size = packets, deque(), size
         self.error: BaseException | None = None
         self.ended = False
 
     def fill(self) -> None:
-        while not self.ended and len(self.queue) <= LOOKAHEAD_PACKETS:
+        while not self.ended and len(self.queue) <= self.size:
             try:
                 packet = next(self.packets)
             except StopIteration:
@@ -99,10 +105,14 @@ class _Lookahead:
 
 
 def packets_to_decode(
-    packets: Iterator["av.Packet"], plan: SkipPlan, on_skip: Callable[[], None]
+    packets: Iterator["av.Packet"], plan: SkipPlan, on_skip: Callable[[], None], lookahead: int = LOOKAHEAD_PACKETS
 ) -> Iterator["av.Packet"]:
-    """`packets` (decode order) minus those that need no decoding; `on_skip()` per skipped one."""
-    ahead = _Lookahead(packets)
+    """`packets` (decode order) minus those that need no decoding; `on_skip()` per skipped one.
+
+    A shorter `lookahead` (live sources: less waiting for packets not yet received) only
+    skips fewer packets; what it skips is as safe.
+    """
+    ahead = _Lookahead(packets, lookahead)
     history: deque = deque(maxlen=LOOKAHEAD_PACKETS)  # (seconds, shown) of packets passed
     earliest_sent = math.inf
     while True:
@@ -164,14 +174,19 @@ def _decode_one(stream, packet: "av.Packet") -> list | None:
 
 
 def decode_packets(
-    stream, packets: Iterator["av.Packet"], counts: PacketCounts, path: str
+    stream,
+    packets: Iterator["av.Packet"],
+    counts: PacketCounts,
+    path: str,
+    on_send: Callable[["av.Packet"], None] | None = None,
 ) -> Iterator["av.frame.Frame"]:
     """Frames of `packets` (demux order, ending with the flush packet), one packet at a time.
 
     Empty packets are counted and held back; the last one, PyAV's final flush, drains the
     decoder (its time base stamps the drained frames). A packet the decoder rejects is
     counted and passed over; MAX_CONSECUTIVE_UNDECODABLE in a row end the stream (logged).
-    Errors reading the packets (demuxing) propagate.
+    Errors reading the packets (demuxing) propagate. `on_send(packet)` is called for each
+    packet just before the decoder gets it (arrival bookkeeping of live sources).
     """
     held = None  # the latest empty packet: the flush if nothing follows
     failures = 0
@@ -182,6 +197,8 @@ def decode_packets(
         if not packet.size:
             held = packet
             continue
+        if on_send is not None:
+            on_send(packet)
         frames = _decode_one(stream, packet)
         if frames is None:
             counts.undecodable_packets += 1

@@ -24,7 +24,7 @@ import logging
 import math
 import os
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import av
 import numpy as np
@@ -32,7 +32,8 @@ from av.video.reformatter import Interpolation
 
 from mvrt.errors import UsageError
 from mvrt.runtime._h264_refs import H264Refs
-from mvrt.runtime._packet_skip import SkipPlan, decode_packets, demux, packets_to_decode
+from mvrt.runtime._packet_skip import LOOKAHEAD_PACKETS, SkipPlan, decode_packets, demux, packets_to_decode
+from mvrt.runtime._video_targets import GapLog, Targets, WindowFrames
 from mvrt.runtime.probe import (
     DEFAULT_READ_TIMEOUT_SECONDS,
     PathLike,
@@ -70,51 +71,16 @@ class VideoDecodeStats:
     empty_packets: int = 0  # zero-size packets in the stream (never sent to the decoder)
 
 
-class _Targets:
-    """All windows' target instants, sorted, with their owner window and slot."""
+class _Feed:
+    """Where the video decoder's packets come from: its own demux of the container (seekable),
+    or a `SharedDemux` that also feeds the audio decoder (`packets`, `on_send`)."""
 
-    def __init__(self, windows: Sequence[Window], frames: int, origin: float):
-        times = np.concatenate([w.frame_times(frames) for w in windows]) + origin
-        self.order = np.argsort(times, kind="stable")
-        self.times = times[self.order]
-        self.window = self.order // frames  # position of the owning window in `windows`
-        self.slot = self.order % frames
-        self.next = 0  # first unresolved target (index into the sorted arrays)
+    def __init__(self, packets: Callable | None = None, on_send: Callable | None = None,
+                 lookahead: int = LOOKAHEAD_PACKETS):
+        self._shared, self.on_send, self.lookahead = packets, on_send, lookahead
 
-    @property
-    def done(self) -> bool:
-        return self.next >= self.times.size
-
-    @property
-    def upcoming(self) -> float:
-        return float(self.times[self.next])
-
-
-class _WindowFrames:
-    """Per-window slots, filled target by target and released (as arrays) in window order.
-
-    A slot references the converted image shared by every target showing the same frame,
-    so an image is held once and freed once no pending window references it; a window's
-    (frames, size, size, 3) array exists only from its release on.
-    """
-
-    def __init__(self, count: int, frames: int, size: int):
-        self.frames, self.size = frames, size
-        self.slots: dict[int, list[np.ndarray | None]] = {}
-        self.remaining = [frames] * count
-        self.next_out = 0
-
-    def put(self, window: int, slot: int, image: np.ndarray) -> None:
-        slots = self.slots.get(window)
-        if slots is None:
-            slots = self.slots[window] = [None] * self.frames
-        slots[slot] = image
-        self.remaining[window] -= 1
-
-    def ready(self) -> Iterator[np.ndarray]:
-        while self.next_out < len(self.remaining) and self.remaining[self.next_out] == 0:
-            yield np.stack(self.slots.pop(self.next_out))
-            self.next_out += 1
+    def packets(self, container, stream) -> Iterator["av.Packet"]:
+        return demux(container, stream) if self._shared is None else self._shared(stream)
 
 
 class _Decoder:
@@ -129,9 +95,11 @@ class _Decoder:
         seek: bool,
         skip: SkipPlan | None,
         timeout: float | None = None,
+        feed: "_Feed | None" = None,
     ):
         self.container, self.stream, self.path, self.stats = container, stream, path, stats
         self.timeout = timeout
+        self.feed = feed or _Feed()
         self.allow_seek = seek
         self.skip = skip
         rate = stream.average_rate or stream.guessed_rate
@@ -141,17 +109,17 @@ class _Decoder:
 
     def _packets(self) -> Iterator["av.Packet"]:
         """Demuxed packets from the current position (a fresh lookahead after every seek)."""
-        packets = demux(self.container, self.stream)
+        packets = self.feed.packets(self.container, self.stream)
         if self.skip is None:
             return packets
-        return packets_to_decode(packets, self.skip, self._count_skip)
+        return packets_to_decode(packets, self.skip, self._count_skip, self.feed.lookahead)
 
     def _count_skip(self) -> None:
         self.stats.packets_skipped += 1
 
     def _decode(self) -> Iterator["av.VideoFrame"]:
         try:  # the packets end with an empty one, which flushes
-            yield from decode_packets(self.stream, self._packets(), self.stats, self.path)
+            yield from decode_packets(self.stream, self._packets(), self.stats, self.path, self.feed.on_send)
         except av.error.FFmpegError as exc:  # reading packets failed (decoding errors are skipped)
             where = f" near {self.last_time:.2f} s" if self.last_time is not None else ""
             problem = f"video decoding failed{where} ({ffmpeg_reason(exc)}); the file is corrupt or truncated"
@@ -271,16 +239,16 @@ def _check_windows(windows: Sequence[Window], frames: int, size: int) -> None:
         raise UsageError("windows must be given in order of their start time")
 
 
-def _skip_plan(stream, targets: _Targets, path: str) -> SkipPlan | None:
+def _skip_plan(stream, targets: Targets, path: str) -> SkipPlan | None:
     """How to skip non-reference packets, for the codecs where that is known to be safe."""
     context = decoder_context(stream, path, "video")
     if context.name != "h264":
         return None
     refs = H264Refs(context.extradata)
-    return SkipPlan(targets.times, refs.droppable, _EPS_SECONDS)
+    return SkipPlan(targets, refs.droppable, _EPS_SECONDS)
 
 
-def _first_video_stream(container, path: str):
+def first_video_stream(container, path: str):
     if not container.streams.video:
         raise media_error(path, "no video stream")
     stream = container.streams.video[0]
@@ -289,7 +257,7 @@ def _first_video_stream(container, path: str):
     return stream
 
 
-def _check_complete(container, stream, path: str, decoder: _Decoder, targets: _Targets) -> None:
+def _check_complete(container, stream, path: str, decoder: _Decoder, targets: Targets) -> None:
     """At the end of the stream: raise if targets remain well past a premature end."""
     if decoder.last_time is None:
         raise media_error(path, "video stream contains no decodable frames")
@@ -331,29 +299,78 @@ def iter_window_frames(
     timeout = check_read_timeout(read_timeout_seconds)
     if not windows:
         return
+    with open_media(name, read_timeout_seconds=timeout) as container:
+        stream = first_video_stream(container, name)
+        yield from window_frames(container, stream, windows, name, frames, size, origin_seconds(container),
+                                 seek=seek, skip_nonref=skip_nonref, stats=stats, timeout=timeout)
+
+
+def window_frames(
+    container,
+    stream,
+    windows: Iterable[Window],
+    path: str,
+    frames: int,
+    size: int,
+    origin: float,
+    *,
+    seek: bool = True,
+    skip_nonref: bool = True,
+    stats: VideoDecodeStats | None = None,
+    timeout: float | None = None,
+    feed: _Feed | None = None,
+    live: bool = False,
+    gaps: GapLog | None = None,
+) -> Iterator[np.ndarray]:
+    """`iter_window_frames` on an open container: windows may be endless (a live source).
+
+    `feed` supplies the packets (a shared demux: then no seeking); `live` skips the
+    end-of-file checks (a stream has no claimed end) and forgets old targets; `gaps` records
+    where frames were missing and the previous one was held.
+    """
     stats = stats if stats is not None else VideoDecodeStats()
     skipped_before = stats.undecodable_packets
-    with open_media(name, read_timeout_seconds=timeout) as container:
-        stream = _first_video_stream(container, name)
-        targets = _Targets(windows, frames, origin_seconds(container))
-        out = _WindowFrames(len(windows), frames, size)
-        skip = _skip_plan(stream, targets, name) if skip_nonref else None
-        decoder = _Decoder(container, stream, name, stats, seek, skip, timeout)
-        if np.diff(targets.times, prepend=origin_seconds(container)).max() >= MIN_SKIP_SECONDS:
+    targets = Targets(windows, frames, origin, prune=live)
+    out = WindowFrames(frames)
+    skip = _skip_plan(stream, targets, path) if skip_nonref else None
+    decoder = _Decoder(container, stream, path, stats, seek and feed is None, skip, timeout, feed)
+    if decoder.allow_seek and isinstance(windows, Sequence) and len(windows):
+        times = np.sort(np.concatenate([w.frame_times(frames) for w in windows])) + origin
+        if np.diff(times, prepend=origin).max() >= MIN_SKIP_SECONDS:
             decoder.load_index()
-        convert = _Converter(size, stats)
-        try:
-            yield from _pick(decoder, targets, out, convert)
-        finally:
-            if stats.undecodable_packets > skipped_before:
-                skipped = stats.undecodable_packets - skipped_before
-                _log.warning("%s: skipped %d undecodable video packet(s)", name, skipped)
-        if not targets.done:
-            raise media_error(name, "video stream contains no decodable frames")
+    convert = _Converter(size, stats)
+    watch = _GapWatch(gaps, origin, decoder.frame_seconds)
+    try:
+        yield from _pick(decoder, targets, out, convert, watch, live)
+    finally:
+        if stats.undecodable_packets > skipped_before:
+            skipped = stats.undecodable_packets - skipped_before
+            _log.warning("%s: skipped %d undecodable video packet(s)", path, skipped)
+    if not targets.done and not live:
+        raise media_error(path, "video stream contains no decodable frames")
+
+
+# Frames further apart than this (and than 3 frame durations) leave a gap: the last one is held.
+VIDEO_GAP_SECONDS = 0.5
+
+
+class _GapWatch:
+    """Records, in a GapLog, the stretches where consecutive frames are unusually far apart."""
+
+    def __init__(self, gaps: GapLog | None, origin: float, frame_seconds: float):
+        self.gaps, self.origin = gaps, origin
+        self.limit = max(VIDEO_GAP_SECONDS, 3 * frame_seconds)
+        self.frame_seconds = frame_seconds
+        self.last: float | None = None
+
+    def frame(self, time: float) -> None:
+        if self.gaps is not None and self.last is not None and time - self.last > self.limit:
+            self.gaps.add(self.last + self.frame_seconds - self.origin, time - self.origin)
+        self.last = time if self.last is None else max(self.last, time)
 
 
 def _pick(
-    decoder: _Decoder, targets: _Targets, out: _WindowFrames, convert: _Converter
+    decoder: _Decoder, targets: Targets, out: WindowFrames, convert: _Converter, watch: _GapWatch, live: bool
 ) -> Iterator[np.ndarray]:
     """The frame-choice loop: assign each target the last frame with PTS <= target."""
     previous = None  # (frame, time): latest frame not after the upcoming target
@@ -366,11 +383,17 @@ def _pick(
             if landed is not None:
                 previous, decoded = None, landed
         if decoded is None:  # end of stream: the last frame stays on screen
+            if live:  # no claimed end: the last frame shows for one frame, later windows stay incomplete
+                if previous is not None:
+                    _assign_until(targets, out, convert, previous[0], previous[1] + decoder.frame_seconds)
+                    yield from out.ready()
+                return
             _check_complete(decoder.container, decoder.stream, decoder.path, decoder, targets)
             if previous is None:
                 return
             _assign_until(targets, out, convert, previous[0], math.inf)
         else:
+            watch.frame(decoded[1])
             if decoded[1] > targets.upcoming + _EPS_SECONDS:
                 frame = previous[0] if previous is not None else decoded[0]  # first frame if none before
                 _assign_until(targets, out, convert, frame, decoded[1])
@@ -378,9 +401,9 @@ def _pick(
         yield from out.ready()
 
 
-def _assign_until(targets: _Targets, out: _WindowFrames, convert: _Converter, frame, before: float) -> None:
+def _assign_until(targets: Targets, out: WindowFrames, convert: _Converter, frame, before: float) -> None:
     """Give `frame` to every unresolved target earlier than `before` (minus the tolerance)."""
     while not targets.done and targets.upcoming + _EPS_SECONDS < before:
         i = targets.next
-        out.put(int(targets.window[i]), int(targets.slot[i]), convert(frame))
+        out.put(targets.window_at(i), int(targets.slot[i]), convert(frame))
         targets.next += 1

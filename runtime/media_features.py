@@ -1,25 +1,56 @@
-"""From a media file to per-window network inputs: decode once, front-end per window."""
+"""From an input to per-window network inputs: one demux pass, both decoders, the front-end.
+
+`iter_input_features` opens an input once (file, stdin, pipe, URL, device), decides whether
+it is read as a file (windows planned over its duration) or live (DESIGN §9: W every H from
+time 0, each window emitted once complete), and decodes its first audio and first video
+stream from one pass of packets (`_demux.SharedDemux`): audio in a background thread, video
+here, both bounded, so memory grows neither with the length of the input nor with how long a
+stream runs. Each window comes with the arrival time of the last packet it needed and the
+seconds of it that were filled in (a hole in the stream).
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
+import logging
 import os
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 
 from mvrt.config import DEFAULT_READ_TIMEOUT_SECONDS, ModelConfig
 from mvrt.errors import MediaError, UsageError
+from mvrt.runtime._audio_decode import AudioFeed, first_audio_stream, window_audio
+from mvrt.runtime._audio_timeline import CHUNK_SAMPLES
+from mvrt.runtime._demux import LiveClock, SharedDemux
+from mvrt.runtime._packet_skip import LOOKAHEAD_PACKETS
 from mvrt.runtime._threads import prefetch
-from mvrt.runtime.decode import (
-    AudioDecodeStats,
-    VideoDecodeStats,
-    iter_window_audio,
-    iter_window_frames,
-    probe,
-)
+from mvrt.runtime._video_decode import _Feed, first_video_stream, window_frames
+from mvrt.runtime._video_targets import GapLog, gap_seconds
+from mvrt.runtime.decode import AudioDecodeStats, VideoDecodeStats, probe
 from mvrt.runtime.features import window_features
-from mvrt.runtime.windows import Window, plan_windows
+from mvrt.runtime.probe import (
+    _check_stream_ends,
+    abandon,
+    check_read_timeout,
+    media_error,
+    missing_streams,
+    open_media,
+    origin_seconds,
+    stream_end_seconds,
+)
+from mvrt.runtime.sources import SourceOptions, file_windows_for, is_forced_live, live_windows
+from mvrt.runtime.windows import Window
+
+log = logging.getLogger(__name__)
+
+# Live sources: audio is resampled in chunks this short, and the non-reference skip looks this
+# few packets ahead, so that a window is not held back waiting for media it does not need.
+LIVE_CHUNK_SAMPLES = 2048
+LIVE_LOOKAHEAD_PACKETS = 4
+_CLOSE_GRACE_SECONDS = 5.0
 
 
 @dataclass
@@ -34,6 +65,25 @@ class DecodeCounts:
         return self.audio.undecodable_packets + self.video.undecodable_packets
 
 
+@dataclass(frozen=True)
+class InputOpened:
+    """An input was opened: live or a file, and (files) how many windows it will yield."""
+
+    path: str
+    live: bool
+    windows: int | None
+
+
+@dataclass(frozen=True)
+class WindowFeatures:
+    """One window's network inputs, when its last needed packet arrived, and what was filled in."""
+
+    window: Window
+    feeds: dict[str, np.ndarray] = field(repr=False)
+    ready_monotonic: float | None = None  # time.monotonic() at the arrival of its last needed packet
+    gap_seconds: float = 0.0
+
+
 def file_windows(
     path: str | os.PathLike,
     config: ModelConfig,
@@ -43,7 +93,7 @@ def file_windows(
 ) -> list[Window]:
     """Probe `path` (both streams required) and plan its windows."""
     info = probe(path, require_streams=True, read_timeout_seconds=read_timeout_seconds)
-    return plan_windows(info.duration_seconds, config.frontend.window_seconds, hop_seconds)
+    return file_windows_for(info.duration_seconds, config.frontend.window_seconds, hop_seconds, SourceOptions())
 
 
 def window_at(path: str | os.PathLike, config: ModelConfig, start_seconds: float) -> Window:
@@ -69,30 +119,174 @@ def iter_file_features(
     read_timeout_seconds: float | None = DEFAULT_READ_TIMEOUT_SECONDS,
     counts: DecodeCounts | None = None,
 ) -> Iterator[tuple[Window, dict[str, np.ndarray]]]:
-    """Yield (window, inputs) for each window, decoding audio and video in one pass each.
-
-    Audio is decoded in a background thread while video is decoded here, both bounded,
-    so memory does not grow with the length of the file. `counts`, when given, is filled
-    with the packets the decoders skipped.
-    """
-    fe = config.frontend
+    """Yield (window, inputs) for the given windows of a file, from one demux pass."""
+    name = os.fspath(path)
+    timeout = check_read_timeout(read_timeout_seconds)
     counts = counts if counts is not None else DecodeCounts()
+    with open_media(name, read_timeout_seconds=timeout) as container:
+        audio, video = _streams(container, name)
+        plan = _Plan(name, False, windows, origin_seconds(container))
+        for item in _decode(container, audio, video, plan, config, implementation, timeout, counts):
+            yield item.window, item.feeds
+
+
+def iter_input_features(
+    path: str | os.PathLike,
+    config: ModelConfig,
+    *,
+    hop_seconds: float | None = None,
+    options: SourceOptions = SourceOptions(),
+    implementation: str = "auto",
+    read_timeout_seconds: float | None = DEFAULT_READ_TIMEOUT_SECONDS,
+    counts: DecodeCounts | None = None,
+    first_index: int = 0,
+    offset_seconds: float = 0.0,
+) -> Iterator[InputOpened | WindowFeatures]:
+    """`InputOpened`, then a `WindowFeatures` per window as it completes, from one open of `path`.
+
+    `first_index` and `offset_seconds` continue the window numbering and media clock of an
+    earlier connection to the same live source (reconnection).
+    """
+    name = os.fspath(path)
+    timeout = check_read_timeout(read_timeout_seconds)
+    counts = counts if counts is not None else DecodeCounts()
+    window_seconds = config.frontend.window_seconds
+    live = is_forced_live(name, options)
+    with open_media(name, read_timeout_seconds=timeout, input_format=options.input_format,
+                    input_options=options.options) as container:
+        audio, video = _streams(container, name)
+        duration = None if live else _duration(container, audio, video, name)
+        if not live and duration is None and not os.path.isfile(name):
+            live = True  # a stream that states no duration
+        if live:
+            windows = live_windows(window_seconds, hop_seconds, options, first_index=first_index,
+                                   offset_seconds=offset_seconds)
+            plan = _Plan(name, True, windows, None, offset_seconds)
+            yield InputOpened(name, True, None)
+        else:
+            if duration is None:  # a file that states no duration: measured by a scan of its packets
+                duration = probe(name, require_streams=True, read_timeout_seconds=timeout).duration_seconds
+            windows = file_windows_for(duration, window_seconds, hop_seconds, options)
+            plan = _Plan(name, False, windows, origin_seconds(container))
+            yield InputOpened(name, False, len(windows))
+        yield from _decode(container, audio, video, plan, config, implementation, timeout, counts)
+
+
+def _streams(container, path: str):
+    problem = missing_streams(bool(container.streams.audio), bool(container.streams.video))
+    if problem:
+        raise media_error(path, problem)
+    return first_audio_stream(container, path), first_video_stream(container, path)
+
+
+def _duration(container, audio, video, path: str) -> float | None:
+    """A file's stated duration (None when it states none); refuses wildly disagreeing streams."""
+    _check_stream_ends(container, audio, video, path)
+    if container.duration is not None and container.duration > 0:
+        return container.duration / 1e6
+    ends = [e for e in (stream_end_seconds(container, s) for s in (audio, video)) if e is not None]
+    return max(ends) if ends else None
+
+
+@dataclass
+class _Plan:
+    path: str
+    live: bool
+    windows: Iterable[Window]
+    origin: float | None  # None: a live source's first timestamp
+    offset_seconds: float = 0.0  # media time of this connection's time 0
+
+    def copies(self) -> tuple[Iterable[Window], Iterable[Window], Iterable[Window]]:
+        """The windows for the audio decoder, the video decoder (this connection's clock) and the caller."""
+        if not self.live:
+            return self.windows, self.windows, self.windows
+        audio, video, caller = itertools.tee(self.windows, 3)  # apart by a few windows at most
+        if not self.offset_seconds:
+            return audio, video, caller
+        return self._local(audio), self._local(video), caller
+
+    def _local(self, windows: Iterable[Window]) -> Iterator[Window]:
+        for window in windows:
+            yield dataclasses.replace(window, start_seconds=window.start_seconds - self.offset_seconds)
+
+
+def _stamped(items: Iterator, shared: SharedDemux, kind: str) -> Iterator[tuple[object, float | None]]:
+    """Each item with the arrival of the last packet sent to `kind`'s decoder before it was made."""
+    for item in items:
+        yield item, shared.last_sent_arrival[kind]
+
+
+def _decode(container, audio, video, plan: _Plan, config: ModelConfig, implementation: str,
+            timeout: float | None, counts: DecodeCounts) -> Iterator[WindowFeatures]:
+    """The windows of `plan` from one pass over the container's packets."""
+    fe, path, live = config.frontend, plan.path, plan.live
+    clock = LiveClock(path) if live else None
+    shared = SharedDemux(container, audio, video, path, clock)
+    drift = _DriftWatch(path, clock)
+    origin = plan.origin
+    if origin is None:
+        origin = origin_seconds(container) if container.start_time is not None else (shared.first_seconds() or 0.0)
+    gaps = (GapLog(), GapLog())
+    audio_windows, video_windows, windows = plan.copies()
     rates = sorted(set(config.audio_inputs.values()))
-    audio = prefetch(
-        iter_window_audio(path, windows, rates, fe.window_seconds, read_timeout_seconds=read_timeout_seconds,
-                          stats=counts.audio),
-        depth=2, name="mvrt-audio",
-    )
-    video = iter_window_frames(path, windows, frames=fe.frames, size=fe.image_size,
-                               read_timeout_seconds=read_timeout_seconds, stats=counts.video)
+    audio_feed = AudioFeed(shared.packets, lambda p: shared.sent(p, "audio"), origin=origin, live=live,
+                           gaps=gaps[0], chunk_samples=LIVE_CHUNK_SAMPLES if live else CHUNK_SAMPLES)
+    samples = prefetch(_stamped(window_audio(container, audio, audio_windows, path, rates, fe.window_seconds,
+                                             stats=counts.audio, timeout=timeout, feed=audio_feed), shared, "audio"),
+                       depth=2, name="mvrt-audio")
+    video_feed = _Feed(shared.packets, lambda p: shared.sent(p, "video"),
+                       LIVE_LOOKAHEAD_PACKETS if live else LOOKAHEAD_PACKETS)
+    frames = window_frames(container, video, video_windows, path, fe.frames, fe.image_size, origin,
+                           stats=counts.video, timeout=timeout, feed=video_feed, live=live, gaps=gaps[1])
     try:
         for window in windows:
             try:
-                samples, frames = next(audio), next(video)
+                (audio_part, audio_ready), video_part = next(samples), next(frames)
             except StopIteration:
+                if live:
+                    return  # the stream ended: the window in progress is not complete
                 raise MediaError(f"{path}: decoding ended before window {window.index}") from None
-            yield window, window_features(samples, frames, config, implementation=implementation)
+            ready = _latest(audio_ready, shared.last_sent_arrival["video"])
+            local = window.start_seconds - plan.offset_seconds
+            gap = gap_seconds(gaps, local, local + window.span_seconds)
+            for log in gaps:
+                log.forget_before(local)
+            drift.check()
+            feeds = window_features(audio_part, video_part, config, implementation=implementation)
+            yield WindowFeatures(window, feeds, ready, gap)
     finally:
-        audio.close()
-        video.close()
+        if not shared.release(_CLOSE_GRACE_SECONDS if timeout is None else timeout + _CLOSE_GRACE_SECONDS):
+            abandon(container)
+        samples.close()
+        frames.close()
 
+
+# Audio and video clocks further apart than this (two windows running) are reported.
+MAX_DRIFT_SECONDS = 0.5
+
+
+class _DriftWatch:
+    """Warns when a live source's audio and video timestamps drift apart, and when they recover."""
+
+    def __init__(self, path: str, clock: LiveClock | None):
+        self.path, self.clock = path, clock
+        self.over = 0
+        self.reported = False
+
+    def check(self) -> None:
+        drift = self.clock.drift_seconds() if self.clock is not None else None
+        if drift is None:
+            return
+        self.over = self.over + 1 if abs(drift) > MAX_DRIFT_SECONDS else 0
+        if self.over >= 2 and not self.reported:
+            self.reported = True
+            ahead = "audio" if drift > 0 else "video"
+            log.warning("%s: audio and video clocks have drifted %.2f s apart (%s ahead)", self.path, abs(drift), ahead)
+        elif self.over == 0 and self.reported:
+            self.reported = False
+            log.warning("%s: audio and video clocks are back in step (%.2f s apart)", self.path, abs(drift))
+
+
+def _latest(*times: float | None) -> float | None:
+    known = [t for t in times if t is not None]
+    return max(known) if known else None

@@ -1,10 +1,12 @@
-"""Batched inference over many files: decoding overlaps inference, memory stays bounded.
+"""Batched inference over many inputs: decoding overlaps inference, memory stays bounded.
 
-A producer thread decodes files one after another and computes each window's inputs; the
-consumer (the caller's thread) gathers windows from any file into batches of up to
-`batch_size`, runs the engine, and yields a `WindowResult` per window and a `VideoResult`
-when a file is complete. A file that fails yields a `VideoResult` with its error and the
-other files carry on. With `isolate=True` decoding and the front-end run in a worker process
+Producer threads decode inputs (files one after another on each of `jobs` threads; every
+live source on a thread of its own) and compute each window's inputs; the consumer (the
+caller's thread) gathers windows from any input into batches of up to `batch_size`, runs the
+engine, and yields a `WindowResult` per window, `SourceEvent`s of live sources, and a
+`VideoResult` when an input is complete. A slow or stalled input holds up no other's results;
+one that fails yields a `VideoResult` with its error and the others carry on. With
+`isolate=True` decoding and the front-end of files run in a worker process
 (`mvrt.runtime.isolate`), so that a decoder crash fails one input, not the run.
 """
 
@@ -14,25 +16,29 @@ import logging
 import os
 import queue
 import threading
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Iterator, Sequence
 
 import numpy as np
 
 from mvrt.config import DEFAULT_READ_TIMEOUT_SECONDS, ModelConfig
 from mvrt.errors import MvrtError, UnexpectedError, UsageError
+from mvrt.runtime._input_events import input_events
 from mvrt.runtime._threads import put_unless_stopped
-from mvrt.runtime.media_features import DecodeCounts, file_windows, iter_file_features
+from mvrt.runtime.events import FileDone, FileStarted, SourceEvent, WindowItem, utc_now
 from mvrt.runtime.probe import check_read_timeout, one_line
 from mvrt.runtime.results import VideoResult, WindowResult, sigmoid, softmax
-from mvrt.runtime.windows import Window
+from mvrt.runtime.sources import SourceOptions, is_live_path
 
 log = logging.getLogger(__name__)
+
+_Item = WindowItem  # the name the isolation worker and older code use
 
 
 @dataclass(frozen=True)
 class PipelineConfig:
-    """How windows are cut and batched. `window_seconds=None` takes the model's window."""
+    """How inputs are read, windows cut and batched. `window_seconds=None` takes the model's window."""
 
     batch_size: int = 4
     window_seconds: float | None = None
@@ -43,40 +49,27 @@ class PipelineConfig:
     read_timeout_seconds: float | None = DEFAULT_READ_TIMEOUT_SECONDS
     # Decode and compute the front-end of each input in a worker process.
     isolate: bool = False
+    # Input format and options, live windows, reconnection, limits (mvrt.runtime.sources).
+    source: SourceOptions = field(default_factory=SourceOptions)
+    # Files decoded at the same time (live sources always each have their own decoder).
+    jobs: int = 1
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise UsageError(f"--batch-size must be at least 1, got {self.batch_size}")
         if self.queue_windows < 1:
             raise UsageError(f"queue_windows must be at least 1, got {self.queue_windows}")
+        if isinstance(self.jobs, bool) or not isinstance(self.jobs, int) or self.jobs < 1:
+            raise UsageError(f"jobs (--jobs) must be a positive integer, got {self.jobs!r}")
         check_read_timeout(self.read_timeout_seconds)
 
 
-@dataclass(frozen=True)
-class _Item:
-    path: str
-    window: Window
-    feeds: dict[str, np.ndarray]
-
-
-@dataclass(frozen=True)
-class FileStarted:
-    """Emitted when a file has been probed: how many windows it will yield."""
-
-    path: str
-    windows: int
-
-
-@dataclass(frozen=True)
-class FileDone:
-    """The end of one input: its error (None when it succeeded) and what its decoders skipped."""
-
-    path: str
-    error: MvrtError | None = None
-    undecodable_packets: int = 0
-
-
 _END = object()
+
+
+@dataclass(frozen=True)
+class _Finished:
+    """A producer thread has no more inputs."""
 
 
 def check_window(config: ModelConfig, window_seconds: float | None) -> None:
@@ -89,68 +82,103 @@ def check_window(config: ModelConfig, window_seconds: float | None) -> None:
         )
 
 
-def run_pipeline(engine, paths: Sequence[str | os.PathLike], config: PipelineConfig) -> Iterator[object]:
-    """Yield `WindowResult`s as they complete and a `VideoResult` per file, in file order."""
+def run_pipeline(
+    engine, paths: Sequence[str | os.PathLike], config: PipelineConfig, *, metrics=None,
+    stop: threading.Event | None = None,
+) -> Iterator[object]:
+    """Yield `WindowResult`s and `SourceEvent`s as they happen and a `VideoResult` per input.
+
+    `stop`, set from any thread, ends the run after the windows already complete; `metrics`
+    (`mvrt.runtime.metrics.Metrics`) is told about every window, error and source event.
+    """
     model = engine.config
     check_window(model, config.window_seconds)
     if engine.max_batch is not None and config.batch_size > engine.max_batch:
         raise UsageError(f"--batch-size {config.batch_size} exceeds the engine's maximum batch {engine.max_batch}")
+    names = [os.fspath(p) for p in paths]
+    live = [p for p in names if is_live_path(p, config.source)]
+    if config.isolate and live:
+        raise UsageError(f"--isolate reads files only; {live[0]} is a live source (drop --isolate or the source)")
     q: queue.Queue = queue.Queue(maxsize=config.queue_windows)
-    stop = threading.Event()
-    source = _file_source(model, config)
-    producer = threading.Thread(
-        target=_produce, args=([str(p) for p in paths], source, q, stop), name="mvrt-decode", daemon=True
-    )
-    producer.start()
-    collected: dict[str, list[WindowResult]] = {}
+    stop = stop or threading.Event()
+    source = _file_source(model, config, stop)
+    depth = _Depth(metrics)
+    threads = _start_producers(names, live, source, _Queue(q, depth), stop, config.jobs)
+    state = _State(engine, metrics, len(threads), depth)
     try:
-        while True:
-            events = _gather(q, config.batch_size)
-            yield from _process(engine, events, collected)
-            if events and events[-1] is _END:
-                return
+        while state.producers:
+            events = _gather(q, config.batch_size, stop)
+            yield from state.process(events)
     finally:
         stop.set()
         source.close()  # a worker process is ended, which also unblocks a producer waiting on it
-        producer.join(timeout=5)
+        for thread in threads:
+            thread.join(timeout=5)
 
 
 class _LocalSource:
-    """Decoding and front-end in this process (the producer thread)."""
+    """Decoding and front-end in this process (the producer threads)."""
 
-    def __init__(self, model: ModelConfig, config: PipelineConfig):
-        self.model, self.config = model, config
+    def __init__(self, model: ModelConfig, config: PipelineConfig, stop: threading.Event | None = None):
+        self.model, self.config, self.stop = model, config, stop
 
     def file_events(self, path: str) -> Iterator[object]:
-        config, counts = self.config, DecodeCounts()
-        windows = file_windows(path, self.model, config.hop_seconds, read_timeout_seconds=config.read_timeout_seconds)
-        yield FileStarted(path, len(windows))
-        features = iter_file_features(path, self.model, windows, implementation=config.frontend,
-                                      read_timeout_seconds=config.read_timeout_seconds, counts=counts)
-        for window, feeds in features:
-            yield _Item(path, window, feeds)
-        yield FileDone(path, None, counts.undecodable_packets)
+        config = self.config
+        return input_events(path, self.model, hop_seconds=config.hop_seconds, options=config.source,
+                            implementation=config.frontend, read_timeout_seconds=config.read_timeout_seconds,
+                            stop=self.stop)
 
     def close(self) -> None:
         pass
 
 
-def _file_source(model: ModelConfig, config: PipelineConfig):
+def _file_source(model: ModelConfig, config: PipelineConfig, stop: threading.Event):
     if not config.isolate:
-        return _LocalSource(model, config)
+        return _LocalSource(model, config, stop)
     from mvrt.runtime.isolate import IsolatedSource
 
     return IsolatedSource(model, config)
 
 
-def _produce(paths: list[str], source, q: queue.Queue, stop: threading.Event) -> None:
-    for path in paths:
-        if stop.is_set():
+def _start_producers(names, live, source, q, stop, jobs: int) -> list[threading.Thread]:
+    files = queue.SimpleQueue()
+    for name in names:
+        if name not in live:
+            files.put(name)
+    threads = [threading.Thread(target=_produce_live, args=(name, source, q, stop), name=f"mvrt-live-{i}", daemon=True)
+               for i, name in enumerate(live)]
+    count = min(jobs, len(names) - len(live))
+    threads += [threading.Thread(target=_produce_files, args=(files, source, q, stop), name=f"mvrt-decode-{i}",
+                                 daemon=True) for i in range(count)]
+    if not threads:
+        threads = [threading.Thread(target=_produce_files, args=(files, source, q, stop), daemon=True)]
+    for thread in threads:
+        thread.start()
+    return threads
+
+
+def _produce_files(files: queue.SimpleQueue, source, q: queue.Queue, stop: threading.Event) -> None:
+    while not stop.is_set():
+        try:
+            path = files.get_nowait()
+        except queue.Empty:
+            break
+        if not _forward(_guarded(source.file_events(path), path), q, stop):
             return
-        for event in _guarded(source.file_events(path), path):
-            if not put_unless_stopped(q, event, stop):
-                return
-    put_unless_stopped(q, _END, stop)
+    put_unless_stopped(q, _Finished(), stop)
+
+
+def _produce_live(path: str, source, q: queue.Queue, stop: threading.Event) -> None:
+    if _forward(_guarded(source.file_events(path), path), q, stop):
+        put_unless_stopped(q, _Finished(), stop)
+
+
+def _forward(events: Iterator[object], q: queue.Queue, stop: threading.Event) -> bool:
+    for event in events:
+        if not put_unless_stopped(q, event, stop):
+            events.close()
+            return False
+    return True
 
 
 def _guarded(events: Iterator[object], path: str) -> Iterator[object]:
@@ -164,45 +192,128 @@ def _guarded(events: Iterator[object], path: str) -> Iterator[object]:
         yield FileDone(path, UnexpectedError(f"{path}: unexpected {type(exc).__name__}: {one_line(str(exc))}"))
 
 
-def _gather(q: queue.Queue, batch_size: int) -> list[object]:
-    """Block for one event, then take what is ready, up to `batch_size` windows."""
-    events = [q.get()]
-    count = isinstance(events[0], _Item)
-    while count < batch_size and events[-1] is not _END:
+_POLL_SECONDS = 0.1
+
+
+class _Depth:
+    """Windows of each source waiting for the engine (the queue-depth metric)."""
+
+    def __init__(self, metrics):
+        self.metrics = metrics
+        self._lock = threading.Lock()
+        self._waiting: dict[str, int] = {}
+
+    def add(self, path: str, change: int) -> None:
+        if self.metrics is None:
+            return
+        with self._lock:
+            value = self._waiting[path] = self._waiting.get(path, 0) + change
+        self.metrics.queue_depth(path, value)
+
+
+class _Queue:
+    """The event queue as the producers see it: puts that count each source's waiting windows."""
+
+    def __init__(self, q: queue.Queue, depth: _Depth):
+        self.q, self.depth = q, depth
+
+    def put(self, item, timeout=None) -> None:
+        self.q.put(item, timeout=timeout)
+        if isinstance(item, WindowItem):
+            self.depth.add(item.path, 1)
+
+
+def _gather(q: queue.Queue, batch_size: int, stop: threading.Event) -> list[object]:
+    """Wait for one event (or a stop), then take what is ready, up to `batch_size` windows."""
+    while True:
+        try:
+            events = [q.get(timeout=_POLL_SECONDS)]
+            break
+        except queue.Empty:
+            if stop.is_set():
+                return [_END]
+    count = isinstance(events[0], WindowItem)
+    while count < batch_size:
         try:
             event = q.get_nowait()
         except queue.Empty:
             break
         events.append(event)
-        count += isinstance(event, _Item)
+        count += isinstance(event, WindowItem)
     return events
 
 
-def _process(engine, events: list[object], collected: dict[str, list[WindowResult]]) -> Iterator[object]:
-    items = [e for e in events if isinstance(e, _Item)]
-    results = iter(_infer(engine, items)) if items else iter(())
-    for event in events:
-        if isinstance(event, _Item):
-            result = next(results)
-            collected.setdefault(event.path, []).append(result)
-            yield result
-        elif isinstance(event, FileStarted):
-            collected[event.path] = []
-            yield event
-        elif isinstance(event, FileDone):
-            windows = tuple(collected.pop(event.path, []))
-            error = event.error
-            yield VideoResult(event.path, windows if error is None else (), engine.config.classes,
-                              None if error is None else str(error), exception=error,
-                              undecodable_packets=event.undecodable_packets)
+class _State:
+    """The consumer's side: batches to the engine, results per input, metrics."""
+
+    def __init__(self, engine, metrics, producers: int, depth: _Depth):
+        self.engine, self.metrics, self.producers, self.depth = engine, metrics, producers, depth
+        self.collected: dict[str, list[WindowResult]] = {}
+        self.live: dict[str, list] = {}  # live sources: [window count, sum of probabilities]
+
+    def process(self, events: list[object]) -> Iterator[object]:
+        items = [e for e in events if isinstance(e, WindowItem)]
+        results = iter(_infer(self.engine, items)) if items else iter(())
+        for event in events:
+            if event is _END:
+                self.producers = 0
+            elif isinstance(event, _Finished):
+                self.producers -= 1
+            elif isinstance(event, WindowItem):
+                result = next(results)
+                self.depth.add(event.path, -1)
+                self._keep(result)
+                if self.metrics is not None:
+                    self.metrics.window_emitted(event.path, result.latency_seconds, result.gap_seconds)
+                yield result
+            elif isinstance(event, FileStarted):
+                if event.windows is None:
+                    self.live[event.path] = [0, 0.0]
+                else:
+                    self.collected[event.path] = []
+                yield event
+            elif isinstance(event, SourceEvent):
+                self._source_metrics(event)
+                yield event
+            elif isinstance(event, FileDone):
+                yield self._done(event)
+
+    def _source_metrics(self, event: SourceEvent) -> None:
+        if self.metrics is not None:
+            self.metrics.source_state(event.path, event.state)
+            if event.state == "reconnecting":
+                self.metrics.reconnect(event.path)
+
+    def _keep(self, result: WindowResult) -> None:
+        running = self.live.get(result.path)
+        if running is None:
+            self.collected.setdefault(result.path, []).append(result)
+        else:
+            running[0] += 1
+            running[1] = running[1] + result.probabilities
+
+    def _done(self, event: FileDone) -> VideoResult:
+        windows = tuple(self.collected.pop(event.path, []))
+        running = self.live.pop(event.path, None)
+        error = event.error
+        if self.metrics is not None and event.undecodable_packets:
+            self.metrics.decode_errors(event.path, event.undecodable_packets)
+        summary = {}
+        if running is not None and error is None:
+            count, total = running
+            summary = {"window_count": count, "mean_probabilities": total / count if count else None}
+        return VideoResult(event.path, windows if error is None else (), self.engine.config.classes,
+                           None if error is None else str(error), exception=error,
+                           undecodable_packets=event.undecodable_packets, **summary)
 
 
-def _infer(engine, items: list[_Item]) -> list[WindowResult]:
+def _infer(engine, items: list[WindowItem]) -> list[WindowResult]:
     names = engine.config.input_names
     feeds = {name: np.stack([item.feeds[name] for item in items]) for name in names}  # (B, ...) each
     logits = np.asarray(engine.infer(feeds), dtype=np.float32)  # (B, C)
     probs, sigs = softmax(logits), sigmoid(logits)
     classes = engine.config.classes
+    emitted, wall = time.monotonic(), utc_now()
     return [
         WindowResult(
             path=item.path,
@@ -214,8 +325,9 @@ def _infer(engine, items: list[_Item]) -> list[WindowResult]:
             sigmoids=sigs[i],
             label=classes[int(np.argmax(probs[i]))],
             classes=classes,
+            wall_time=wall,
+            latency_seconds=None if item.ready_monotonic is None else max(0.0, emitted - item.ready_monotonic),
+            gap_seconds=item.gap_seconds,
         )
         for i, item in enumerate(items)
     ]
-
-

@@ -113,9 +113,13 @@ class _PollingReader:
     end of data, so that FFmpeg stops asking while PyAV re-raises the first error.
     """
 
-    def __init__(self, path: str, timeout_seconds: float | None):
+    def __init__(self, path: str, timeout_seconds: float | None, fd: int | None = None):
         self.name, self._timeout = path, timeout_seconds
-        self._fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        if fd is None:
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        else:  # an inherited descriptor (stdin): made non-blocking here
+            os.set_blocking(fd, False)
+        self._fd = fd
         self._poll = select.poll()
         self._poll.register(self._fd, select.POLLIN | select.POLLPRI)
         self._failed = False
@@ -170,28 +174,60 @@ def _open_problem(path: str, exc: BaseException, timeout_seconds: float | None) 
         return "is a directory, not a media file"
     if isinstance(exc, PermissionError):
         return "permission denied"
+    if isinstance(exc, av.error.ProtocolNotFoundError):
+        scheme = path.split("://", 1)[0] if "://" in path else path
+        return (f"this FFmpeg build has no {scheme!r} protocol (PyAV's bundled FFmpeg lacks some, e.g. srt); "
+                "use a PyAV built against an FFmpeg that has it")
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused (nothing is listening there yet; --reconnect keeps trying)"
     if isinstance(exc, av.error.InvalidDataError):
         return "not a readable audio/video file (corrupt, truncated, or not media at all)"
     return f"cannot open as media ({ffmpeg_reason(exc)})"
 
 
+STDIN = "-"
+
+
+def _reader_for(name: str, timeout: float | None) -> "_PollingReader | None":
+    """A polling reader for stdin (`-`), a FIFO or a character device; None for files and URLs."""
+    if name == STDIN:
+        if os.isatty(0):
+            raise media_error(name, "stdin is a terminal; pipe media into mvrt (e.g. cat clip.ts | mvrt infer -)")
+        if stat.S_ISREG(os.fstat(0).st_mode):  # `< clip.mp4`: a seekable file
+            return None
+        return _PollingReader("/dev/stdin", timeout, fd=os.dup(0))
+    return _PollingReader(name, timeout) if _is_stream_device(name) else None
+
+
+def _target(name: str) -> str:
+    return "/dev/stdin" if name == STDIN else name
+
+
 @contextlib.contextmanager
 def open_media(
-    path: PathLike, *, read_timeout_seconds: float | None = DEFAULT_READ_TIMEOUT_SECONDS
+    path: PathLike,
+    *,
+    read_timeout_seconds: float | None = DEFAULT_READ_TIMEOUT_SECONDS,
+    input_format: str | None = None,
+    input_options: dict[str, str] | None = None,
 ) -> Iterator["av.container.InputContainer"]:
-    """Open `path` (file, FIFO, device or URL) for reading; every failure is a `MediaError` naming it.
+    """Open `path` (file, `-` for stdin, FIFO, device or URL); every failure is a `MediaError` naming it.
 
-    A read that waits `read_timeout_seconds` without data is a MediaError too (None: wait for ever).
+    A read that waits `read_timeout_seconds` without data is a MediaError too (None: wait for
+    ever). `input_format` and `input_options` are FFmpeg's (ffmpeg's `-f FMT` and `-KEY VALUE`
+    before `-i`), e.g. `"v4l2"` and `{"rtsp_transport": "tcp"}`.
     """
     name = os.fspath(path)
     timeout = check_read_timeout(read_timeout_seconds)
     if os.path.isfile(name) and os.path.getsize(name) == 0:
         raise media_error(name, "empty file (0 bytes)")
+    check_input_format(input_format)
     reader = None
     try:
-        reader = _PollingReader(name, timeout) if _is_stream_device(name) else None
+        reader = _reader_for(name, timeout)
         # Damaged metadata (a stream language of 0xFF bytes) must not make the media unreadable.
-        container = av.open(name if reader is None else reader, mode="r", timeout=timeout, metadata_errors="replace")
+        container = av.open(_target(name) if reader is None else reader, mode="r", format=input_format,
+                            options=dict(input_options or {}), timeout=timeout, metadata_errors="replace")
     except MediaError:  # the source stalled while FFmpeg probed it
         _close(reader)
         raise
@@ -201,13 +237,35 @@ def open_media(
     try:
         yield container
     finally:
-        container.close()
-        _close(reader)
+        if not any(c is container for c in _ABANDONED):
+            container.close()
+            _close(reader)
+
+
+# Containers a thread may still be reading (see `abandon`): never closed, kept alive.
+_ABANDONED: list = []
+
+
+def abandon(container) -> None:
+    """Leave `container` open for ever: another thread is blocked reading it, and closing it
+    under that read would free memory FFmpeg is using (a stop during an endless stall)."""
+    _ABANDONED.append(container)
 
 
 def _close(reader: _PollingReader | None) -> None:
     if reader is not None:
         reader.close()
+
+
+def check_input_format(input_format: str | None) -> None:
+    """Refuse an input format FFmpeg does not have (a UsageError naming the setting)."""
+    if input_format is None:
+        return
+    if not isinstance(input_format, str) or input_format not in av.formats_available:
+        raise UsageError(
+            f"input_format {input_format!r} (--input-format) is not an input format of this FFmpeg; "
+            "e.g. mpegts, matroska, alsa, lavfi (python -c 'import av; print(sorted(av.formats_available))' lists them)"
+        )
 
 
 def origin_seconds(container: "av.container.InputContainer") -> float:

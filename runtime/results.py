@@ -33,6 +33,11 @@ class WindowResult:
     sigmoids: np.ndarray = field(repr=False)
     label: str
     classes: tuple[str, ...] = field(repr=False)
+    # When it was emitted (ISO 8601 UTC), and how long after its last needed packet arrived.
+    wall_time: str | None = field(default=None, repr=False)
+    latency_seconds: float | None = field(default=None, repr=False)
+    # Seconds of the window filled in (silence, a held frame) where the media had a hole.
+    gap_seconds: float = field(default=0.0, repr=False)
 
     def __repr__(self) -> str:
         return (
@@ -42,6 +47,7 @@ class WindowResult:
 
     def to_dict(self) -> dict:
         return {
+            "type": "window",
             "path": self.path,
             "window": self.index,
             "start_seconds": round(self.start_seconds, 3),
@@ -49,6 +55,9 @@ class WindowResult:
             "label": self.label,
             "probabilities": _named(self.classes, self.probabilities),
             "sigmoids": _named(self.classes, self.sigmoids),
+            "wall_time": self.wall_time,
+            "latency_seconds": None if self.latency_seconds is None else round(self.latency_seconds, 4),
+            "gap_seconds": round(self.gap_seconds, 3),
         }
 
 
@@ -64,6 +73,9 @@ class VideoResult:
     exception: Exception | None = field(default=None, repr=False, compare=False)
     # Packets the decoders could not decode and skipped (tolerated damage).
     undecodable_packets: int = 0
+    # Live sources keep no windows (a stream may run for weeks): their count and mean instead.
+    window_count: int | None = field(default=None, repr=False)
+    mean_probabilities: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:
@@ -72,18 +84,25 @@ class VideoResult:
     @property
     def probabilities(self) -> np.ndarray:
         """Mean of the window softmax probabilities, (C,)."""
+        if self.mean_probabilities is not None and not self.windows:
+            return self.mean_probabilities
         if not self.windows:
             return np.full(len(self.classes), np.nan)
         return np.mean([w.probabilities for w in self.windows], axis=0)
 
     @property
+    def count(self) -> int:
+        """Windows read (kept or, for a live source, only counted)."""
+        return len(self.windows) if self.window_count is None else self.window_count
+
+    @property
     def label(self) -> str | None:
-        return self.classes[int(np.argmax(self.probabilities))] if self.windows and self.ok else None
+        return self.classes[int(np.argmax(self.probabilities))] if self.count and self.ok else None
 
     def __repr__(self) -> str:
         if not self.ok:
             return f"VideoResult(path={self.path!r}, error={self.error!r})"
-        return f"VideoResult(path={self.path!r}, label={self.label!r}, windows={len(self.windows)})"
+        return f"VideoResult(path={self.path!r}, label={self.label!r}, windows={self.count})"
 
     def to_dict(self) -> dict:
         data = {"path": self.path, "ok": self.ok}
@@ -93,6 +112,7 @@ class VideoResult:
         data["label"] = self.label
         data["probabilities"] = _named(self.classes, self.probabilities)
         data["undecodable_packets"] = self.undecodable_packets
+        data["window_count"] = self.count
         data["windows"] = [w.to_dict() for w in self.windows]
         return data
 

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from mvrt._cli_engine import add_engine_options, engine_options, positive_float, positive_int
+from mvrt._cli_live import LIVE_EXAMPLES, add_source_options, any_live, describe_source_event, source_options, start_metrics
 from mvrt._cli_output import LineWriter as _LineWriter
 from mvrt._cli_output import add_progress_options, check_writable, progress_wanted, write_document
 from mvrt.config import DEFAULT_READ_TIMEOUT_SECONDS
@@ -36,11 +37,13 @@ def add_infer(sub) -> None:
         description="Classify music videos: per-window softmax probabilities and top label, and the "
         "whole-video label (mean of the window probabilities). Progress goes to stderr; json, "
         "csv and jsonl on stdout stay machine-clean. Exit code 1 if any input failed.",
-        epilog=INFER_EXAMPLES,
+        epilog=INFER_EXAMPLES + "\n" + LIVE_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("videos", nargs="+", metavar="VIDEO",
-                   help="media files (MP4, MKV, WebM, ...) or folders (every video file in them, recursively)")
+                   help="media files (MP4, MKV, WebM, ...), folders (every video file in them, recursively), "
+                   "- for stdin, named pipes, URLs (udp://, tcp://, rtsp://, srt://, http(s):// and HLS, ...) "
+                   "or devices")
     p.add_argument("--model", default=None,
                    help="ONNX model (.onnx), checkpoint (.safetensors) or TensorRT plan (.plan); default: the "
                    "bundled demo model, trained on generated stand-in data (not MVED)")
@@ -51,8 +54,9 @@ def add_infer(sub) -> None:
     p.add_argument("--batch-size", type=positive_int, default=4, metavar="N",
                    help="windows per engine call, drawn from any input (default: 4)")
     add_engine_options(p)
-    p.add_argument("--format", default="table", choices=("table", "json", "csv", "jsonl"),
-                   help="output format (default: table); jsonl streams one line per window and video")
+    p.add_argument("--format", default=None, choices=("table", "json", "csv", "jsonl"),
+                   help="output format (default: table, or jsonl when an input is live); jsonl streams one line "
+                   "per window, source event and video")
     p.add_argument("--output", "-o", default=None, metavar="FILE",
                    help="write results here instead of stdout (table/json/csv replace FILE only once complete; "
                    "jsonl is flushed line by line)")
@@ -63,6 +67,7 @@ def add_infer(sub) -> None:
     p.add_argument("--isolate", action="store_true",
                    help="decode each input in a worker process, so that a decoder crash on hostile media fails "
                    "that input only (costs a process and a copy of every window)")
+    add_source_options(p)
     add_progress_options(p)
     p.set_defaults(handler=run_infer)
 
@@ -90,15 +95,24 @@ def run_infer(args) -> int:
         args.model = str(default_model_path())
         print("mvrt: no --model given: using the bundled demo model, trained on generated stand-in data "
               "(not MVED)", file=sys.stderr)
+    sources = source_options(args)
     pipeline = PipelineConfig(batch_size=args.batch_size, window_seconds=args.window, hop_seconds=args.hop,
-                              read_timeout_seconds=args.read_timeout, isolate=args.isolate)
+                              read_timeout_seconds=args.read_timeout, isolate=args.isolate, source=sources,
+                              jobs=args.jobs)
     options = engine_options(args)
     paths, empty = _expand_folders(args.videos)  # plain path work: before the model loads
-    with load_model(args.model, backend=args.backend, **options) as model:
-        from mvrt.report import model_summary
+    if args.format is None:
+        args.format = "jsonl" if any_live(paths, sources) else "table"
+    metrics, server = start_metrics(args)
+    try:
+        with load_model(args.model, backend=args.backend, **options) as model:
+            from mvrt.report import model_summary
 
-        summary = model_summary(model.config, args.model, model.backend)
-        videos = _run_and_write(model, paths, pipeline, summary, args, progress)
+            summary = model_summary(model.config, args.model, model.backend)
+            videos = _run_and_write(model, paths, pipeline, summary, args, progress, metrics)
+    finally:
+        if server is not None:
+            server.close()
     if args.plot:
         from mvrt.plot import plot_timeline
 
@@ -119,7 +133,7 @@ def _check_outputs(args) -> None:
         require_matplotlib()
 
 
-def _run_and_write(model, paths, pipeline, summary, args, progress) -> list:
+def _run_and_write(model, paths, pipeline, summary, args, progress, metrics=None) -> list:
     """Run the inputs and write the results; on Ctrl-C/SIGTERM write what is complete, then re-raise."""
     lines = _LineWriter(args.output) if args.format == "jsonl" else None
     videos: list = []
@@ -127,8 +141,9 @@ def _run_and_write(model, paths, pipeline, summary, args, progress) -> list:
         if lines is not None:
             lines.write_line(json.dumps({"type": "model", **summary}))
         if paths:
-            _consume(model.run(paths, pipeline), videos, lines, progress)
+            _consume(model.run(paths, pipeline, metrics=metrics), videos, lines, progress)
     except KeyboardInterrupt as exc:
+        _in_input_order(videos, paths)
         _write_documents(videos, summary, model.config.classes, args, interrupted=True)
         where = f" in {args.output}" if args.output else ""
         exc.detail = f"{len(videos)} complete result(s) kept{where}"
@@ -136,8 +151,17 @@ def _run_and_write(model, paths, pipeline, summary, args, progress) -> list:
     finally:
         if lines is not None:
             lines.close()
+    _in_input_order(videos, paths)
     _write_documents(videos, summary, model.config.classes, args)
     return videos
+
+
+def _in_input_order(videos: list, paths: list[str]) -> None:
+    """Documents list inputs in the order given, however concurrently they were decoded."""
+    order: dict[str, int] = {}
+    for i, path in enumerate(paths):
+        order.setdefault(str(path), i)
+    videos.sort(key=lambda v: order.get(v.path, len(paths)))
 
 
 def _expand_folders(inputs: list[str]) -> tuple[list[str], list[str]]:
@@ -162,14 +186,21 @@ def _consume(events, videos: list, lines, progress: bool) -> None:
     from tqdm import tqdm
 
     from mvrt.report import jsonl_line
-    from mvrt.runtime.pipeline import FileStarted
+    from mvrt.runtime.events import FileStarted, SourceEvent
     from mvrt.runtime.results import VideoResult, WindowResult
 
     with tqdm(total=0, unit="window", file=sys.stderr, disable=not progress, desc="mvrt infer") as bar:
         for event in events:
             if isinstance(event, FileStarted):
-                bar.total += event.windows
-                bar.refresh()
+                if event.windows is not None:
+                    bar.total += event.windows
+                    bar.refresh()
+            elif isinstance(event, SourceEvent):
+                note = describe_source_event(event)
+                if note:
+                    bar.write(note, file=sys.stderr)
+                if lines is not None:
+                    lines.write_line(json.dumps(event.to_dict()))
             elif isinstance(event, WindowResult):
                 bar.update(1)
                 if lines is not None:

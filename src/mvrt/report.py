@@ -73,7 +73,11 @@ def render_table(videos: list[VideoResult], model: dict) -> str:
             probs = "  ".join(f"{p:>10.3f}" for p in w.probabilities)
             lines.append(f"   {w.index:>6}  {_clock(w.start_seconds):>8}  {_clock(w.end_seconds):>8}  {w.label:<10}  {probs}")
         probs = "  ".join(f"{p:>10.3f}" for p in video.probabilities)
-        lines.append(f"   {'video':>6}  {'':>8}  {'':>8}  {video.label:<10}  {probs}")
+        lines.append(f"   {'video':>6}  {'':>8}  {'':>8}  {video.label or '-':<10}  {probs}")
+        if video.count > len(video.windows):
+            lines.append(f"   note: {video.count} live window(s), mean shown; --format jsonl lists each as it completes")
+        elif not video.count:
+            lines.append("   note: no window was complete (the source ended before its first full window)")
         if video.undecodable_packets:
             lines.append(f"   note: {video.undecodable_packets} undecodable packet(s) skipped (damaged media)")
     lines.append(f"-- model: {model['path']} ({model['arch']}, {model['backend']}); trained on: {model['trained_on']}")
