@@ -70,11 +70,19 @@ class LiveClock:
         return float(self._offset.get(stream.index, 0) * stream.time_base) if stream.time_base else 0.0
 
     def correct(self, packet: "av.Packet") -> None:
+        """Move `packet`'s PTS and DTS onto the monotonic clock of its stream."""
         stream, base = packet.stream, packet.time_base
         raw = packet.dts if packet.dts is not None else packet.pts
         if raw is None or base is None or stream is None:
             return
-        key = stream.index
+        offset = self.offset_ticks(stream.index, stream.type, base, raw, packet.duration)
+        if packet.pts is not None:
+            packet.pts += offset
+        if packet.dts is not None:
+            packet.dts += offset
+
+    def offset_ticks(self, key: int, kind: str, base, raw: int, duration: int | None = None) -> int:
+        """Ticks to add to a timestamp `raw` (time base `base`) of stream `key` (`kind`: audio/video)."""
         offset = self._offset.get(key, 0)
         now = float((raw + offset) * base)
         last = self._last.get(key)
@@ -82,14 +90,11 @@ class LiveClock:
             offset = self._rebase(key, raw, offset, now, last, base)
             now = float((raw + offset) * base)
         self._offset[key] = offset
-        if packet.pts is not None:
-            packet.pts += offset
-        if packet.dts is not None:
-            packet.dts += offset
-        if packet.duration:
-            self._step[key] = float(packet.duration * base)
+        if duration:
+            self._step[key] = float(duration * base)
         self._last[key] = now if last is None else max(last, now)
-        self.latest[stream.type] = self._last[key]
+        self.latest[kind] = self._last[key]
+        return offset
 
     def drift_seconds(self) -> float | None:
         """Latest audio time minus latest video time (None until both have been seen)."""

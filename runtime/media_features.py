@@ -225,7 +225,10 @@ def _decode(container, audio, video, plan: _Plan, config: ModelConfig, implement
     drift = _DriftWatch(path, clock)
     origin = plan.origin
     if origin is None:
-        origin = origin_seconds(container) if container.start_time is not None else (shared.first_seconds() or 0.0)
+        # A live source's time 0 is its first timestamp: negative too (FFmpeg unwraps an MPEG-TS
+        # stream that began just before the 2**33 wrap to negative times).
+        start = container.start_time
+        origin = start / 1e6 if start is not None else (shared.first_seconds() or 0.0)
     gaps = (GapLog(), GapLog())
     audio_windows, video_windows, windows = plan.copies()
     rates = sorted(set(config.audio_inputs.values()))

@@ -199,6 +199,24 @@ def _reader_for(name: str, timeout: float | None) -> "_PollingReader | None":
     return _PollingReader(name, timeout) if _is_stream_device(name) else None
 
 
+# How long an RTSP listener waits for a pusher when no read timeout is set (FFmpeg's own default,
+# -1 for ever, fails with ERANGE in this build once an interrupt callback is installed).
+_RTSP_LISTEN_FOREVER_SECONDS = 10**6
+
+
+def _with_defaults(name: str, options: dict[str, str] | None, timeout: float | None) -> dict[str, str]:
+    """The FFmpeg input options, plus the defaults a protocol needs here.
+
+    An RTSP listener (`rtsp_flags=listen`) waits for its pusher `listen_timeout` seconds: the
+    read timeout unless given (FFmpeg's default fails to open at all under PyAV's timeout).
+    """
+    merged = dict(options or {})
+    listening = "listen" in merged.get("rtsp_flags", "").split("+")
+    if name.lower().startswith("rtsp") and listening and "listen_timeout" not in merged:
+        merged["listen_timeout"] = str(_RTSP_LISTEN_FOREVER_SECONDS if timeout is None else math.ceil(timeout))
+    return merged
+
+
 def _target(name: str) -> str:
     return "/dev/stdin" if name == STDIN else name
 
@@ -227,7 +245,8 @@ def open_media(
         reader = _reader_for(name, timeout)
         # Damaged metadata (a stream language of 0xFF bytes) must not make the media unreadable.
         container = av.open(_target(name) if reader is None else reader, mode="r", format=input_format,
-                            options=dict(input_options or {}), timeout=timeout, metadata_errors="replace")
+                            options=_with_defaults(name, input_options, timeout), timeout=timeout,
+                            metadata_errors="replace")
     except MediaError:  # the source stalled while FFmpeg probed it
         _close(reader)
         raise

@@ -1,0 +1,369 @@
+"""Live sources end to end (DESIGN §9): a sender subprocess streams a clip, mvrt reads it live.
+
+Loopback only (127.0.0.1); every sender runs under a wall-clock limit and is killed in a
+finally; every read has a read timeout. The reference is the same clip read as a file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import mvrt.api
+from mvrt.runtime.events import SourceEvent
+from mvrt.runtime.pipeline import PipelineConfig
+from mvrt.runtime.results import VideoResult, WindowResult
+from mvrt.runtime.sources import SourceOptions
+
+SENDER = Path(__file__).resolve().parents[1] / "live_sender.py"
+CLIP_SECONDS = 12.0
+TIMEOUT = 20.0  # read timeout of every live read here
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def sender(clip: Path, to: str, *options: str, stdout=None, max_seconds: float = 60.0):
+    """The sender subprocess; yields (Popen, report dict filled in when it has exited)."""
+    report: dict = {}
+    proc = subprocess.Popen(
+        [sys.executable, str(SENDER), str(clip), "--to", to, "--max-seconds", str(max_seconds), *options],
+        stdout=stdout, stderr=subprocess.PIPE,
+    )
+    try:
+        yield proc, report
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+        try:
+            _, err = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+        lines = [line for line in err.decode(errors="replace").splitlines() if line.startswith("{")]
+        if lines:
+            report.update(json.loads(lines[-1]))
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    from shared_fixtures import _moving_clip
+
+    return _moving_clip(tmp_path_factory.mktemp("live") / "clip.mp4", CLIP_SECONDS, fps=25, seed=3)
+
+
+@pytest.fixture(scope="module")
+def model(tiny_models):
+    with mvrt.api.load_model(tiny_models["slowfast"].onnx, batch_size=1, read_timeout_seconds=TIMEOUT) as m:
+        yield m
+
+
+@pytest.fixture(scope="module")
+def sent_file(clip) -> Path:
+    """Exactly what the sender sends (MPEG-TS), as a file: the reference read by the file path.
+
+    (MPEG-TS keeps AAC's priming samples that the MP4's edit list hides, so its time 0 is the
+    MP4's -46 ms: the clip as sent, not the MP4, is the same media.)
+    """
+    path = clip.with_suffix(".ts")
+    with open(path, "wb") as out:
+        subprocess.run([sys.executable, str(SENDER), str(clip), "--to", "stdout", "--speed", "0"],
+                       stdout=out, stderr=subprocess.DEVNULL, check=True, timeout=60)
+    return path
+
+
+@pytest.fixture(scope="module")
+def file_windows(model, sent_file) -> dict[float, WindowResult]:
+    return {round(w.start_seconds, 3): w for w in model.iter_windows(sent_file)}
+
+
+def _windows(events) -> list[WindowResult]:
+    return [e for e in events if isinstance(e, WindowResult)]
+
+
+def _agree(live: list[WindowResult], reference: dict[float, WindowResult]) -> None:
+    """Same labels and probabilities within 1e-3 as the file's windows at the same starts."""
+    assert live, "no live window"
+    for w in live:
+        want = reference[round(w.start_seconds, 3)]
+        assert w.label == want.label, f"window at {w.start_seconds} s"
+        assert np.max(np.abs(w.probabilities - want.probabilities)) <= 1e-3, f"window at {w.start_seconds} s"
+
+
+def _collect(stream, arrivals: list | None = None) -> list:
+    events = []
+    for event in stream:
+        events.append(event)
+        if arrivals is not None:
+            arrivals.append(time.time())
+    return events
+
+
+def test_stdin_pipe_gives_windows_while_the_sender_sends_and_agrees_with_the_file(clip, tiny_models, file_windows):
+    with sender(clip, "stdout", "--speed", "3", stdout=subprocess.PIPE) as (proc, report):
+        mvrt_proc = subprocess.Popen(
+            [sys.executable, "-m", "mvrt.cli", "infer", "-", "--model", str(tiny_models["slowfast"].onnx),
+             "--read-timeout", str(TIMEOUT)],
+            stdin=proc.stdout, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        proc.stdout.close()
+        first_window_at = None
+        lines = []
+        for line in mvrt_proc.stdout:
+            lines.append(json.loads(line))
+            if lines[-1]["type"] == "window" and first_window_at is None:
+                first_window_at = time.time()
+        code = mvrt_proc.wait(timeout=60)
+        proc.wait(timeout=30)
+    assert code == 0, mvrt_proc.stderr.read()
+    assert first_window_at is not None and first_window_at < report["wall_end"] - 0.5  # while still sending
+    types = [line["type"] for line in lines]
+    assert types[0] == "model" and types[1] == "source" and types[-1] == "video"
+    assert [line["state"] for line in lines if line["type"] == "source"] == ["connected", "ended"]
+    windows = [line for line in lines if line["type"] == "window"]
+    assert [w["start_seconds"] for w in windows] == [0.0, 4.0, 8.0]
+    for w in windows:
+        want = file_windows[w["start_seconds"]]
+        got = np.array([w["probabilities"][c] for c in want.classes])
+        assert w["label"] == want.label and np.max(np.abs(got - want.probabilities)) <= 1e-3
+        assert w["gap_seconds"] == 0.0 and 0.0 <= w["latency_seconds"] < 5.0
+        assert w["wall_time"].endswith("Z") and w["wall_time"].startswith("20")
+
+
+def test_named_pipe(model, clip, tmp_path, file_windows):
+    fifo = tmp_path / "live.ts"
+    os.mkfifo(fifo)
+    with sender(clip, f"fifo:{fifo}", "--speed", "6"):
+        with model.stream(fifo) as stream:
+            events = _collect(stream)
+    _agree(_windows(events), file_windows)
+    states = [e.state for e in events if isinstance(e, SourceEvent)]
+    assert states == ["connected", "ended"]
+
+
+def test_tcp_source_and_max_windows_ends_cleanly(clip, tiny_models, file_windows):
+    port = free_port()
+    with sender(clip, f"tcp-listen:127.0.0.1:{port}", "--speed", "4"):
+        time.sleep(0.3)
+        done = subprocess.run(
+            [sys.executable, "-m", "mvrt.cli", "infer", f"tcp://127.0.0.1:{port}", "--model",
+             str(tiny_models["slowfast"].onnx), "--max-windows", "2", "--read-timeout", str(TIMEOUT)],
+            capture_output=True, text=True, timeout=60,
+        )
+    assert done.returncode == 0, done.stderr
+    windows = [json.loads(line) for line in done.stdout.splitlines() if '"type": "window"' in line]
+    assert [w["window"] for w in windows] == [0, 1]
+    assert all(w["label"] == file_windows[w["start_seconds"]].label for w in windows)
+
+
+def test_udp_source(model, clip, file_windows):
+    port = free_udp_port()
+    url = f"udp://127.0.0.1:{port}?fifo_size=1000000&overrun_nonfatal=1"
+    events: list = []
+    with model.stream(url, max_windows=2) as stream:
+        reader = threading.Thread(target=lambda: events.extend(_collect(stream)), daemon=True)
+        reader.start()
+        time.sleep(1.0)  # mvrt is bound before the first datagram
+        with sender(clip, f"udp:127.0.0.1:{port}", "--speed", "3"):
+            reader.join(timeout=40)
+    assert not reader.is_alive()
+    windows = _windows(events)
+    assert [w.index for w in windows] == [0, 1]
+    _agree(windows, file_windows)
+
+
+def test_rtsp_mvrt_listens_and_the_sender_pushes(model, clip, file_windows):
+    port = free_port()
+    url = f"rtsp://127.0.0.1:{port}/live"
+    events: list = []
+    with model.stream(url, max_windows=2, input_options={"rtsp_flags": "listen", "rtsp_transport": "tcp"}) as stream:
+        reader = threading.Thread(target=lambda: events.extend(_collect(stream)), daemon=True)
+        reader.start()
+        time.sleep(1.0)
+        with sender(clip, f"rtsp:127.0.0.1:{port}/live", "--speed", "3"):
+            reader.join(timeout=40)
+    assert not reader.is_alive()
+    windows = _windows(events)
+    assert [w.index for w in windows] == [0, 1]
+    for w in windows:  # RTP carries its own clock: labels agree, probabilities closely
+        assert w.label == file_windows[round(w.start_seconds, 3)].label
+
+
+def test_a_sender_that_stops_and_restarts_gives_reconnect_events_and_windows_resume(model, clip):
+    port = free_port()
+    with sender(clip, f"tcp-listen:127.0.0.1:{port}", "--speed", "6", "--sessions", "2", "--pause", "1"):
+        time.sleep(0.3)
+        with model.stream(f"tcp://127.0.0.1:{port}", reconnect=True, max_windows=6) as stream:
+            events = _collect(stream)
+    states = [e.state for e in events if isinstance(e, SourceEvent)]
+    first_retry = states.index("reconnecting")
+    # connected, then reconnecting (more than once while the sender pauses), then connected again
+    assert states[0] == "connected" and "connected" in states[first_retry:], states
+    retries = [e.detail for e in events if isinstance(e, SourceEvent) and e.state == "reconnecting"]
+    assert [r["delay_seconds"] for r in retries] == [0.5 * 2**i for i in range(len(retries))][: len(retries)]
+    windows = _windows(events)
+    assert [w.index for w in windows] == list(range(6))
+    assert [w.start_seconds for w in windows] == [0.0, 4.0, 8.0, 12.0, 16.0, 20.0]
+    reconnect = next(i for i, e in enumerate(events) if isinstance(e, SourceEvent) and e.state == "reconnecting")
+    before = [e.index for e in events[:reconnect] if isinstance(e, WindowResult)]
+    assert before == [0, 1, 2]  # the first connection's windows, none mixed with the second's
+
+
+def test_a_hole_in_the_stream_gives_flagged_windows(model, clip):
+    port = free_port()
+    with sender(clip, f"tcp-listen:127.0.0.1:{port}", "--speed", "6", "--hole", "5:3"):
+        time.sleep(0.3)
+        with model.stream(f"tcp://127.0.0.1:{port}") as stream:
+            windows = _windows(_collect(stream))
+    gaps = {w.start_seconds: w.gap_seconds for w in windows}
+    assert set(gaps) == {0.0, 4.0, 8.0}
+    assert gaps[0.0] == 0.0 and gaps[8.0] < 0.05  # (up to the first audio frame after 8 s)
+    assert 2.9 <= gaps[4.0] <= 3.1  # media 5-8 s was missing
+
+
+def test_mpeg_ts_wrap_around_keeps_the_clock_monotonic(model, clip, file_windows):
+    port = free_port()
+    wrap = 2**33 / 90000  # seconds
+    with sender(clip, f"tcp-listen:127.0.0.1:{port}", "--speed", "6", "--pts-offset-seconds", str(wrap - 5.0)):
+        time.sleep(0.3)
+        with model.stream(f"tcp://127.0.0.1:{port}") as stream:
+            windows = _windows(_collect(stream))
+    assert [w.start_seconds for w in windows] == [0.0, 4.0, 8.0]
+    assert all(w.gap_seconds == 0.0 for w in windows)
+    _agree(windows, file_windows)
+
+
+def test_sigterm_mid_stream_flushes_and_exits_cleanly(clip, tiny_models, tmp_path):
+    port = free_port()
+    out = tmp_path / "live.jsonl"
+    with sender(clip, f"tcp-listen:127.0.0.1:{port}", "--speed", "1", "--loops", "3"):
+        time.sleep(0.3)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mvrt.cli", "infer", f"tcp://127.0.0.1:{port}", "--model",
+             str(tiny_models["slowfast"].onnx), "-o", str(out), "--read-timeout", str(TIMEOUT)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        try:
+            deadline = time.monotonic() + 40
+            while time.monotonic() < deadline and (not out.exists() or '"type": "window"' not in out.read_text()):
+                time.sleep(0.1)
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == 143, err
+    assert len(err.strip().splitlines()) == 1 and "SIGTERM" in err or "terminated" in err.lower()
+    text = out.read_text()
+    assert text.endswith("\n")
+    lines = [json.loads(line) for line in text.splitlines()]  # every line complete
+    assert any(line["type"] == "window" for line in lines)
+
+
+def test_two_sources_one_stalled_the_other_delivers_on_time(model, clip, tmp_path):
+    good, stalled = free_port(), free_port()
+    config = PipelineConfig(batch_size=2, read_timeout_seconds=6.0)
+    arrivals: dict[str, list[float]] = {}
+    with sender(clip, f"tcp-listen:127.0.0.1:{good}", "--speed", "4"), \
+            sender(clip, f"tcp-listen:127.0.0.1:{stalled}", "--speed", "4", "--stall-after", "1", "--stall-hold", "30"):
+        time.sleep(0.3)
+        start = time.monotonic()
+        videos = {}
+        for event in model.run([f"tcp://127.0.0.1:{stalled}", f"tcp://127.0.0.1:{good}"], config):
+            if isinstance(event, WindowResult):
+                arrivals.setdefault(event.path, []).append(time.monotonic() - start)
+            elif isinstance(event, VideoResult):
+                videos[event.path] = event
+    good_url, stalled_url = f"tcp://127.0.0.1:{good}", f"tcp://127.0.0.1:{stalled}"
+    assert len(arrivals[good_url]) == 3 and stalled_url not in arrivals
+    assert max(arrivals[good_url]) < 6.0  # all before the stalled source's read timeout fired
+    assert videos[good_url].ok and not videos[stalled_url].ok
+    assert "stalled" in videos[stalled_url].error or "no data" in videos[stalled_url].error
+
+
+def test_concurrent_files_with_jobs_give_the_same_results(model, clip, tmp_path):
+    from shared_fixtures import _moving_clip
+
+    other = _moving_clip(tmp_path / "other.mp4", 8.0, fps=25, seed=4)
+    one = {v.path: v for v in model.run([clip, other]) if isinstance(v, VideoResult)}
+    two = {v.path: v for v in model.run([clip, other], PipelineConfig(batch_size=1, jobs=2)) if isinstance(v, VideoResult)}
+    assert set(one) == set(two) == {str(clip), str(other)}
+    for path in one:
+        np.testing.assert_allclose(two[path].probabilities, one[path].probabilities, atol=1e-6)
+
+
+def test_hls_playlist_over_http_reads_as_the_file(model, clip, tmp_path, file_windows):
+    import av
+
+    folder = tmp_path / "hls"
+    folder.mkdir()
+    with av.open(str(clip)) as inp, av.open(str(folder / "index.m3u8"), "w", format="hls", options={
+        "hls_time": "4", "hls_playlist_type": "vod", "hls_segment_filename": str(folder / "seg%03d.ts")}) as out:
+        streams = {s.index: out.add_stream_from_template(s) for s in (inp.streams.video[0], inp.streams.audio[0])}
+        for packet in inp.demux(*[inp.streams.video[0], inp.streams.audio[0]]):
+            if packet.dts is not None:
+                packet.stream = streams[packet.stream.index]
+                out.mux(packet)
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+                              cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}/index.m3u8"
+        for _ in range(50):  # bounded wait for the server
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                break
+            time.sleep(0.1)
+        windows = list(model.iter_windows(url))
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    # A VOD playlist states its duration (12 s): read as a file, windows 0, 4 and 8 s
+    assert [w.start_seconds for w in windows] == [0.0, 4.0, 8.0]
+    _agree(windows, file_windows)
+
+
+def test_bad_sources_are_one_line_errors(model):
+    from mvrt.errors import MediaError, UsageError
+
+    with pytest.raises(MediaError, match=r"tcp://127\.0\.0\.1:\d+: connection refused"):
+        list(model.stream(f"tcp://127.0.0.1:{free_port()}"))
+    with pytest.raises(UsageError, match="input_format 'nosuchformat'"):
+        list(model.stream("-", input_format="nosuchformat"))
+    with pytest.raises(UsageError, match="max_windows"):
+        model.stream("-", max_windows=0)
+
+
+def test_stop_from_another_thread_ends_the_stream(model, clip):
+    port = free_port()
+    with sender(clip, f"tcp-listen:127.0.0.1:{port}", "--speed", "1", "--loops", "5"):
+        time.sleep(0.3)
+        with model.stream(f"tcp://127.0.0.1:{port}") as stream:
+            events = []
+            for event in stream:
+                events.append(event)
+                if isinstance(event, WindowResult):
+                    threading.Thread(target=stream.stop).start()
+            ended = time.monotonic()
+    assert len(_windows(events)) <= 2
+    assert time.monotonic() - ended < 10
