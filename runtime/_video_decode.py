@@ -31,6 +31,7 @@ import numpy as np
 from av.video.reformatter import Interpolation
 
 from mvrt.errors import UsageError
+from mvrt.runtime._gop_skip import skip_gops
 from mvrt.runtime._h264_refs import H264Refs
 from mvrt.runtime._packet_skip import LOOKAHEAD_PACKETS, SkipPlan, decode_packets, demux, packets_to_decode
 from mvrt.runtime._video_targets import GapLog, Targets, WindowFrames
@@ -66,7 +67,8 @@ class VideoDecodeStats:
     frames_decoded: int = 0
     frames_converted: int = 0
     seeks: int = 0
-    packets_skipped: int = 0  # non-reference packets no target shows (never decoded)
+    packets_skipped: int = 0  # packets no target needs (never decoded)
+    gops_skipped: int = 0  # whole groups of pictures passed over (the one-pass reading's seeks)
     undecodable_packets: int = 0  # packets the decoder rejected (skipped)
     empty_packets: int = 0  # zero-size packets in the stream (never sent to the decoder)
 
@@ -76,8 +78,9 @@ class _Feed:
     or a `SharedDemux` that also feeds the audio decoder (`packets`, `on_send`)."""
 
     def __init__(self, packets: Callable | None = None, on_send: Callable | None = None,
-                 lookahead: int = LOOKAHEAD_PACKETS):
+                 lookahead: int = LOOKAHEAD_PACKETS, skip_gops: bool = False):
         self._shared, self.on_send, self.lookahead = packets, on_send, lookahead
+        self.skip_gops = skip_gops and packets is not None  # the one-pass reading's stand-in for seeks
 
     def packets(self, container, stream) -> Iterator["av.Packet"]:
         return demux(container, stream) if self._shared is None else self._shared(stream)
@@ -100,6 +103,7 @@ class _Decoder:
         self.container, self.stream, self.path, self.stats = container, stream, path, stats
         self.timeout = timeout
         self.feed = feed or _Feed()
+        self.targets: Targets | None = None  # set by window_frames (GOP skipping asks it)
         self.allow_seek = seek
         self.skip = skip
         rate = stream.average_rate or stream.guessed_rate
@@ -110,12 +114,21 @@ class _Decoder:
     def _packets(self) -> Iterator["av.Packet"]:
         """Demuxed packets from the current position (a fresh lookahead after every seek)."""
         packets = self.feed.packets(self.container, self.stream)
+        if self.feed.skip_gops and self.targets is not None:
+            packets = skip_gops(packets, self._next_target, self._count_gop, _EPS_SECONDS)
         if self.skip is None:
             return packets
         return packets_to_decode(packets, self.skip, self._count_skip, self.feed.lookahead)
 
     def _count_skip(self) -> None:
         self.stats.packets_skipped += 1
+
+    def _count_gop(self, packets: int) -> None:
+        self.stats.gops_skipped += 1
+        self.stats.packets_skipped += packets
+
+    def _next_target(self, seconds: float) -> float:
+        return self.targets.next_after(seconds, 2 * MIN_SKIP_SECONDS)
 
     def _decode(self) -> Iterator["av.VideoFrame"]:
         try:  # the packets end with an empty one, which flushes
@@ -334,6 +347,7 @@ def window_frames(
     out = WindowFrames(frames)
     skip = _skip_plan(stream, targets, path) if skip_nonref else None
     decoder = _Decoder(container, stream, path, stats, seek and feed is None, skip, timeout, feed)
+    decoder.targets = targets
     if decoder.allow_seek and isinstance(windows, Sequence) and len(windows):
         times = np.sort(np.concatenate([w.frame_times(frames) for w in windows])) + origin
         if np.diff(times, prepend=origin).max() >= MIN_SKIP_SECONDS:

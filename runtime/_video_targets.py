@@ -57,6 +57,14 @@ class Targets:
         while self._pending is not None and self._first_target(self._pending) < seconds:
             self._add(self._pending)
 
+    def next_after(self, seconds: float, horizon: float) -> float:
+        """The first target at or after `seconds`, resolved or not (math.inf past the last)."""
+        self.extend_to(seconds + horizon)
+        i = int(np.searchsorted(self.times, seconds, side="left"))
+        if i < self.times.size:
+            return float(self.times[i])
+        return math.inf if self._pending is None else self._first_target(self._pending)
+
     def _first_target(self, window: Window) -> float:
         return float(window.frame_times(self.frames)[0]) + self.origin
 

@@ -238,7 +238,7 @@ def _decode(container, audio, video, plan: _Plan, config: ModelConfig, implement
                                              stats=counts.audio, timeout=timeout, feed=audio_feed), shared, "audio"),
                        depth=2, name="mvrt-audio")
     video_feed = _Feed(shared.packets, lambda p: shared.sent(p, "video"),
-                       LIVE_LOOKAHEAD_PACKETS if live else LOOKAHEAD_PACKETS)
+                       LIVE_LOOKAHEAD_PACKETS if live else LOOKAHEAD_PACKETS, skip_gops=not live)
     frames = window_frames(container, video, video_windows, path, fe.frames, fe.image_size, origin,
                            stats=counts.video, timeout=timeout, feed=video_feed, live=live, gaps=gaps[1])
     try:

@@ -29,7 +29,7 @@ from mvrt.runtime._threads import put_unless_stopped
 from mvrt.runtime.events import FileDone, FileStarted, SourceEvent, WindowItem, utc_now
 from mvrt.runtime.probe import check_read_timeout, one_line
 from mvrt.runtime.results import VideoResult, WindowResult, sigmoid, softmax
-from mvrt.runtime.sources import SourceOptions, is_live_path
+from mvrt.runtime.sources import SourceOptions, can_reconnect, is_live_path
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +97,9 @@ def run_pipeline(
         raise UsageError(f"--batch-size {config.batch_size} exceeds the engine's maximum batch {engine.max_batch}")
     names = [os.fspath(p) for p in paths]
     live = [p for p in names if is_live_path(p, config.source)]
+    if config.source.reconnect and not any(can_reconnect(p) for p in names):
+        raise UsageError("reconnect (--reconnect) reopens network sources (tcp://, udp://, rtsp://, http://, ...); "
+                         "none of the inputs is one")
     if config.isolate and live:
         raise UsageError(f"--isolate reads files only; {live[0]} is a live source (drop --isolate or the source)")
     q: queue.Queue = queue.Queue(maxsize=config.queue_windows)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Iterator, Mapping
 
 from mvrt.errors import UsageError
-from mvrt.runtime.probe import STDIN
+from mvrt.runtime.probe import STDIN, check_input_format
 from mvrt.runtime.windows import Window, plan_windows
 
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
@@ -63,6 +63,7 @@ class SourceOptions:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input_options", _freeze_options(self.input_options))
+        check_input_format(self.input_format)
         if self.max_windows is not None and (isinstance(self.max_windows, bool) or not isinstance(self.max_windows, int)
                                              or self.max_windows < 1):
             raise UsageError(f"max_windows (--max-windows) must be a positive integer, got {self.max_windows!r}")

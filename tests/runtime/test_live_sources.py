@@ -242,15 +242,20 @@ def test_a_hole_in_the_stream_gives_flagged_windows(model, clip):
     assert 2.9 <= gaps[4.0] <= 3.1  # media 5-8 s was missing
 
 
-def test_mpeg_ts_wrap_around_keeps_the_clock_monotonic(model, clip, file_windows):
+@pytest.mark.parametrize("ffmpeg_unwraps", [True, False])
+def test_mpeg_ts_wrap_around_keeps_the_clock_monotonic(model, clip, file_windows, ffmpeg_unwraps, caplog):
+    """The 33-bit clock wraps 5 s in. FFmpeg unwraps one wrap itself (times start negative);
+    with correct_ts_overflow=0 the raw jump back reaches mvrt's own clock, which unwraps it."""
     port = free_port()
     wrap = 2**33 / 90000  # seconds
+    options = {} if ffmpeg_unwraps else {"correct_ts_overflow": "0"}
     with sender(clip, f"tcp-listen:127.0.0.1:{port}", "--speed", "6", "--pts-offset-seconds", str(wrap - 5.0)):
         time.sleep(0.3)
-        with model.stream(f"tcp://127.0.0.1:{port}") as stream:
+        with model.stream(f"tcp://127.0.0.1:{port}", input_options=options) as stream:
             windows = _windows(_collect(stream))
     assert [w.start_seconds for w in windows] == [0.0, 4.0, 8.0]
     assert all(w.gap_seconds == 0.0 for w in windows)
+    assert "timestamps jump" not in caplog.text  # a wrap, not taken for a discontinuity
     _agree(windows, file_windows)
 
 

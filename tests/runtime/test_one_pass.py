@@ -69,6 +69,21 @@ def test_one_pass_windows_are_bit_identical_to_separate_passes(clips, ext, kind)
             assert np.array_equal(a[name], b[name]), f"{name} of the window at {window.start_seconds} s"
 
 
+def test_far_apart_windows_skip_whole_groups_of_pictures_with_identical_output(clips):
+    """The one-pass stand-in for seeking: groups no target shows are never decoded."""
+    from mvrt.runtime.media_features import DecodeCounts
+
+    windows = WINDOWS["sparse"]()
+    counts = DecodeCounts()
+    got = [feeds for _, feeds in iter_file_features(clips["mkv"], CONFIG, windows, implementation="numpy",
+                                                     counts=counts)]
+    want = _separate(clips["mkv"], windows)
+    assert all(np.array_equal(a[n], b[n]) for a, b in zip(got, want) for n in CONFIG.input_names)
+    assert counts.video.gops_skipped >= 1  # 1 s GOPs; a 2.5 s stretch between windows 0 and 1
+    assert counts.video.frames_decoded + counts.video.packets_skipped <= 225
+    assert counts.video.frames_decoded < 225 - 25
+
+
 def test_one_open_per_input(clips, monkeypatch):
     opened = []
     real = media_features.open_media
