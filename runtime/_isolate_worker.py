@@ -48,7 +48,9 @@ def _serve(request: dict, out) -> None:
         elif isinstance(event, _Item):
             w = event.window
             send_json(out, {"event": "window", "index": w.index, "start_seconds": w.start_seconds,
-                            "window_seconds": w.window_seconds, "span_seconds": w.span_seconds})
+                            "window_seconds": w.window_seconds, "span_seconds": w.span_seconds,
+                            # time.monotonic() is one clock for every process of the machine
+                            "ready_monotonic": event.ready_monotonic, "gap_seconds": event.gap_seconds})
             for name in model.input_names:
                 send_array(out, event.feeds[name])
         elif isinstance(event, FileDone):

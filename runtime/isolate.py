@@ -78,7 +78,8 @@ class IsolatedSource:
                 window = Window(_count(message["index"]), float(message["start_seconds"]),
                                 float(message["window_seconds"]), float(message["span_seconds"]))
                 feeds = {name: reader.array(np.dtype(np.float32), self._shapes[name]) for name in self.model.input_names}
-                yield _Item(path, window, feeds)
+                yield _Item(path, window, feeds, _seconds(message.get("ready_monotonic")),
+                            _seconds(message.get("gap_seconds", 0.0)) or 0.0)
             elif kind == "done":
                 yield FileDone(path, _rebuild_error(message, path), _count(message.get("undecodable_packets", 0)))
                 return
@@ -133,6 +134,14 @@ def _count(value: object) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise WireError(f"expected a count, got {value!r}")
     return value
+
+
+def _seconds(value: object) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value < 0:
+        raise WireError(f"expected seconds, got {value!r}")
+    return float(value)
 
 
 def _rebuild_error(message: dict, path: str) -> MvrtError | None:

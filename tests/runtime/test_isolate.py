@@ -48,7 +48,8 @@ def test_the_worker_computes_bit_identical_inputs(tiny_models, clip_10s):
     assert [type(e) for e in isolated] == [type(e) for e in local]
     assert isolated[0] == FileStarted(str(clip_10s), 4) and isolated[-1] == FileDone(str(clip_10s), None, 0)
     for a, b in zip(local[1:-1], isolated[1:-1]):
-        assert a.window == b.window
+        assert a.window == b.window and a.gap_seconds == b.gap_seconds == 0.0
+        assert b.ready_monotonic is not None and b.ready_monotonic <= time.monotonic()  # one clock for both
         for name, value in a.feeds.items():
             assert b.feeds[name].dtype == np.float32 and np.array_equal(b.feeds[name], value), name
     assert not _workers()  # closed: no worker left behind

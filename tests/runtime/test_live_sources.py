@@ -372,3 +372,34 @@ def test_stop_from_another_thread_ends_the_stream(model, clip):
             ended = time.monotonic()
     assert len(_windows(events)) <= 2
     assert time.monotonic() - ended < 10
+
+
+def _drifting_copy(clip: Path, out_path: Path, audio_rate: float) -> Path:
+    """`clip` remuxed to MPEG-TS in arrival order, its audio clock running `audio_rate` x fast."""
+    import av
+
+    with av.open(str(clip)) as inp, av.open(str(out_path), "w", format="mpegts") as out:
+        video, audio = inp.streams.video[0], inp.streams.audio[0]
+        streams = {video.index: out.add_stream_from_template(video), audio.index: out.add_stream_from_template(audio)}
+        for packet in inp.demux(video, audio):
+            if packet.dts is None:
+                continue
+            if packet.stream.index == audio.index:
+                packet.pts, packet.dts = (int(round(t * audio_rate)) for t in (packet.pts, packet.dts))
+            packet.stream = streams[packet.stream.index]
+            out.mux_one(packet)  # as a live encoder writes them: no interleaving by timestamp
+    return out_path
+
+
+def test_audio_and_video_clocks_drifting_apart_are_reported(model, clip, tmp_path, caplog):
+    drifting = _drifting_copy(clip, tmp_path / "drift.ts", audio_rate=1.15)
+    with model.stream(drifting, live=True) as stream:
+        windows = _windows(_collect(stream))
+    assert windows
+    warnings = [r.getMessage() for r in caplog.records if "drifted" in r.getMessage()]
+    assert len(warnings) == 1 and "audio ahead" in warnings[0], caplog.text
+    steady = _drifting_copy(clip, tmp_path / "steady.ts", audio_rate=1.0)
+    caplog.clear()
+    with model.stream(steady, live=True) as stream:
+        _collect(stream)
+    assert "drifted" not in caplog.text
