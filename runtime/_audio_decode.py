@@ -32,7 +32,6 @@ from mvrt.runtime.probe import (
     ffmpeg_reason,
     media_error,
     open_media,
-    origin_seconds,
     read_error,
 )
 from mvrt.runtime.windows import Window

@@ -126,8 +126,10 @@ class LiveClock:
 class SharedDemux:
     """The packets of one container's first audio and first video stream, read once."""
 
-    def __init__(self, container, audio, video, path: str, clock: LiveClock | None = None):
+    def __init__(self, container, audio, video, path: str, clock: LiveClock | None = None,
+                 stop: threading.Event | None = None):
         self.path = path
+        self._stop = stop  # set: the run is ending; both streams end at the next packet
         self._streams = {audio.index: audio, video.index: video}
         self._source = container.demux(audio, video)
         self._queues: dict[int, deque] = {audio.index: deque(), video.index: deque()}
@@ -179,7 +181,7 @@ class SharedDemux:
             with self._cond:
                 while not self._queues[key] and not self._ended and self._reading and not self._closed:
                     self._cond.wait()
-                if self._closed:
+                if self._closed or (self._stop is not None and self._stop.is_set()):
                     return None
                 queue = self._queues[key]
                 if queue:

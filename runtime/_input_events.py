@@ -60,7 +60,7 @@ def input_events(
             for event in iter_input_features(
                 path, model, hop_seconds=hop_seconds, options=options, implementation=implementation,
                 read_timeout_seconds=read_timeout_seconds, counts=counts, first_index=progress.next_index,
-                offset_seconds=progress.offset_seconds,
+                offset_seconds=progress.offset_seconds, stop=stop,
             ):
                 if isinstance(event, InputOpened):
                     live = event.live

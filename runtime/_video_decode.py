@@ -34,7 +34,7 @@ from mvrt.errors import UsageError
 from mvrt.runtime._gop_skip import skip_gops
 from mvrt.runtime._h264_refs import H264Refs
 from mvrt.runtime._packet_skip import LOOKAHEAD_PACKETS, SkipPlan, decode_packets, demux, packets_to_decode
-from mvrt.runtime._video_targets import GapLog, Targets, WindowFrames
+from mvrt.runtime._video_targets import GapLog, GapWatch, Targets, WindowFrames
 from mvrt.runtime.probe import (
     DEFAULT_READ_TIMEOUT_SECONDS,
     PathLike,
@@ -353,7 +353,7 @@ def window_frames(
         if np.diff(times, prepend=origin).max() >= MIN_SKIP_SECONDS:
             decoder.load_index()
     convert = _Converter(size, stats)
-    watch = _GapWatch(gaps, origin, decoder.frame_seconds)
+    watch = GapWatch(gaps, origin, decoder.frame_seconds)
     try:
         yield from _pick(decoder, targets, out, convert, watch, live)
     finally:
@@ -364,27 +364,8 @@ def window_frames(
         raise media_error(path, "video stream contains no decodable frames")
 
 
-# Frames further apart than this (and than 3 frame durations) leave a gap: the last one is held.
-VIDEO_GAP_SECONDS = 0.5
-
-
-class _GapWatch:
-    """Records, in a GapLog, the stretches where consecutive frames are unusually far apart."""
-
-    def __init__(self, gaps: GapLog | None, origin: float, frame_seconds: float):
-        self.gaps, self.origin = gaps, origin
-        self.limit = max(VIDEO_GAP_SECONDS, 3 * frame_seconds)
-        self.frame_seconds = frame_seconds
-        self.last: float | None = None
-
-    def frame(self, time: float) -> None:
-        if self.gaps is not None and self.last is not None and time - self.last > self.limit:
-            self.gaps.add(self.last + self.frame_seconds - self.origin, time - self.origin)
-        self.last = time if self.last is None else max(self.last, time)
-
-
 def _pick(
-    decoder: _Decoder, targets: Targets, out: WindowFrames, convert: _Converter, watch: _GapWatch, live: bool
+    decoder: _Decoder, targets: Targets, out: WindowFrames, convert: _Converter, watch: GapWatch, live: bool
 ) -> Iterator[np.ndarray]:
     """The frame-choice loop: assign each target the last frame with PTS <= target."""
     previous = None  # (frame, time): latest frame not after the upcoming target

@@ -147,6 +147,25 @@ class GapLog:
         self.spans = [(a, b) for a, b in self.spans if b > seconds]
 
 
+# Frames further apart than this (and than 3 frame durations) leave a gap: the last one is held.
+VIDEO_GAP_SECONDS = 0.5
+
+
+class GapWatch:
+    """Records, in a GapLog, the stretches where consecutive frames are unusually far apart."""
+
+    def __init__(self, gaps: GapLog | None, origin: float, frame_seconds: float):
+        self.gaps, self.origin = gaps, origin
+        self.limit = max(VIDEO_GAP_SECONDS, 3 * frame_seconds)
+        self.frame_seconds = frame_seconds
+        self.last: float | None = None
+
+    def frame(self, time: float) -> None:
+        if self.gaps is not None and self.last is not None and time - self.last > self.limit:
+            self.gaps.add(self.last + self.frame_seconds - self.origin, time - self.origin)
+        self.last = time if self.last is None else max(self.last, time)
+
+
 def gap_seconds(logs: Iterable[GapLog | None], start: float, end: float) -> float:
     """The largest filled-in stretch of [start, end) among the logs (audio, video)."""
     found = [log.overlap(start, end) for log in logs if log is not None]

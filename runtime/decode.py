@@ -7,6 +7,10 @@
   displayed at its target instants (one threaded forward pass, index-guided seeks).
 - `decode_audio(path, sample_rate)` decodes a whole file's audio (tools and tests).
 
+Each opens the file for its own stream (the feature cache reads split audio/video files this
+way); `media_features` reads both streams of one input from one demux pass instead, through
+their cores `window_audio` / `window_frames`, which also take endless (live) windows.
+
 Both iterators stream: memory holds only the windows in flight, never the whole file, and
 each decoded frame once however many overlapping windows show it.
 Every problem with a file (missing, unreadable, no such stream, corrupt or truncated data)

@@ -15,6 +15,7 @@ import dataclasses
 import itertools
 import logging
 import os
+import threading
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
@@ -141,11 +142,13 @@ def iter_input_features(
     counts: DecodeCounts | None = None,
     first_index: int = 0,
     offset_seconds: float = 0.0,
+    stop: threading.Event | None = None,
 ) -> Iterator[InputOpened | WindowFeatures]:
     """`InputOpened`, then a `WindowFeatures` per window as it completes, from one open of `path`.
 
     `first_index` and `offset_seconds` continue the window numbering and media clock of an
-    earlier connection to the same live source (reconnection).
+    earlier connection to the same live source (reconnection). Once `stop` is set, reading
+    ends at the next packet (a live source's window in progress is dropped).
     """
     name = os.fspath(path)
     timeout = check_read_timeout(read_timeout_seconds)
@@ -169,7 +172,7 @@ def iter_input_features(
             windows = file_windows_for(duration, window_seconds, hop_seconds, options)
             plan = _Plan(name, False, windows, origin_seconds(container))
             yield InputOpened(name, False, len(windows))
-        yield from _decode(container, audio, video, plan, config, implementation, timeout, counts)
+        yield from _decode(container, audio, video, plan, config, implementation, timeout, counts, stop)
 
 
 def _streams(container, path: str):
@@ -217,11 +220,12 @@ def _stamped(items: Iterator, shared: SharedDemux, kind: str) -> Iterator[tuple[
 
 
 def _decode(container, audio, video, plan: _Plan, config: ModelConfig, implementation: str,
-            timeout: float | None, counts: DecodeCounts) -> Iterator[WindowFeatures]:
+            timeout: float | None, counts: DecodeCounts, stop: threading.Event | None = None,
+            ) -> Iterator[WindowFeatures]:
     """The windows of `plan` from one pass over the container's packets."""
     fe, path, live = config.frontend, plan.path, plan.live
     clock = LiveClock(path) if live else None
-    shared = SharedDemux(container, audio, video, path, clock)
+    shared = SharedDemux(container, audio, video, path, clock, stop)
     drift = _DriftWatch(path, clock)
     origin = plan.origin
     if origin is None:
@@ -246,8 +250,8 @@ def _decode(container, audio, video, plan: _Plan, config: ModelConfig, implement
             try:
                 (audio_part, audio_ready), video_part = next(samples), next(frames)
             except StopIteration:
-                if live:
-                    return  # the stream ended: the window in progress is not complete
+                if live or (stop is not None and stop.is_set()):
+                    return  # the stream ended (or the run): the window in progress is not complete
                 raise MediaError(f"{path}: decoding ended before window {window.index}") from None
             ready = _latest(audio_ready, shared.last_sent_arrival["video"])
             local = window.start_seconds - plan.offset_seconds

@@ -13,13 +13,8 @@ read here instead, without blocking, through a small non-seekable file object.
 from __future__ import annotations
 
 import contextlib
-import math
-import numbers
 import os
 import re
-import select
-import stat
-import time
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -27,14 +22,27 @@ import av
 
 from mvrt.config import DEFAULT_READ_TIMEOUT_SECONDS
 from mvrt.errors import MediaError, UsageError
+from mvrt.runtime._media_errors import (  # noqa: F401  (re-exported: the decoders import them from here)
+    check_read_timeout,
+    ffmpeg_reason,
+    media_error,
+    one_line,
+    read_error,
+    stall_problem,
+)
+from mvrt.runtime._source_io import (  # noqa: F401  (STDIN re-exported)
+    STDIN,
+    PollingReader,
+    reader_for,
+    target_of,
+    with_defaults,
+)
 
 PathLike = str | os.PathLike
 
 # Streams whose claimed ends differ by more than this factor (plus a minute) are damaged.
 _END_DISAGREEMENT_FACTOR = 2.0
 _END_DISAGREEMENT_SECONDS = 60.0
-# Bytes read at a time from a FIFO or character device (PyAV asks for its buffer size).
-_RAW_READ_BYTES = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -57,45 +65,6 @@ class MediaInfo:
     start_seconds: float = 0.0
 
 
-def one_line(text: str) -> str:
-    """Collapse whitespace so that a message stays on one line."""
-    return re.sub(r"\s+", " ", str(text)).strip()
-
-
-def ffmpeg_reason(exc: BaseException) -> str:
-    """FFmpeg's own description of an error, without errno noise or the file name."""
-    reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-    return one_line(reason)
-
-
-def media_error(path: PathLike, problem: str) -> MediaError:
-    return MediaError(one_line(f"{os.fspath(path)}: {problem}"))
-
-
-def check_read_timeout(value: float | None) -> float | None:
-    """`read_timeout_seconds` as a float, or None (wait for ever); anything else is a UsageError."""
-    if value is None:
-        return None
-    number = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if not number or not math.isfinite(value) or value <= 0:
-        raise UsageError(
-            "read_timeout_seconds must be a positive number of seconds, or None to wait for ever; "
-            f"got {value!r}"
-        )
-    return float(value)
-
-
-def stall_problem(timeout_seconds: float) -> str:
-    return f"no data for {timeout_seconds:g} s (read_timeout_seconds={timeout_seconds:g}); the source stalled"
-
-
-def read_error(path: PathLike, exc: BaseException, problem: str, timeout_seconds: float | None) -> MediaError:
-    """The MediaError for a failed read: a stall when FFmpeg's interrupt callback fired, else `problem`."""
-    if isinstance(exc, av.error.ExitError) and timeout_seconds is not None:
-        return media_error(path, stall_problem(timeout_seconds))
-    return media_error(path, problem)
-
-
 def decoder_context(stream: "av.stream.Stream", path: PathLike, kind: str) -> "av.CodecContext":
     """`stream`'s codec context, or a MediaError when FFmpeg found no decoder for it."""
     context = getattr(stream, "codec_context", None)
@@ -103,66 +72,6 @@ def decoder_context(stream: "av.stream.Stream", path: PathLike, kind: str) -> "a
     if not getattr(codec, "name", None):
         raise media_error(path, f"{kind} stream has no decoder: its codec is unknown or its header is damaged")
     return context
-
-
-class _PollingReader:
-    """Raw reads of a FIFO or character device that wait at most `timeout_seconds` for data.
-
-    Opened with O_NONBLOCK, so neither opening (a FIFO without a writer) nor reading blocks;
-    `read` waits in poll(2) instead. Not seekable. After a stall or a read error it reports
-    end of data, so that FFmpeg stops asking while PyAV re-raises the first error.
-    """
-
-    def __init__(self, path: str, timeout_seconds: float | None, fd: int | None = None):
-        self.name, self._timeout = path, timeout_seconds
-        if fd is None:
-            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-        else:  # an inherited descriptor (stdin): made non-blocking here
-            os.set_blocking(fd, False)
-        self._fd = fd
-        self._poll = select.poll()
-        self._poll.register(self._fd, select.POLLIN | select.POLLPRI)
-        self._failed = False
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return False
-
-    def read(self, size: int = -1) -> bytes:
-        if self._failed or self._fd < 0:
-            return b""
-        count = size if 0 < size <= _RAW_READ_BYTES else _RAW_READ_BYTES
-        deadline = None if self._timeout is None else time.monotonic() + self._timeout
-        while True:  # ends with data, end of data, or at the deadline
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                self._failed = True
-                raise media_error(self.name, stall_problem(self._timeout))
-            if not self._poll.poll(None if left is None else max(1, math.ceil(left * 1000))):
-                continue  # the deadline check above raises
-            try:
-                return os.read(self._fd, count)  # b"": the writer closed (end of data)
-            except (BlockingIOError, InterruptedError):
-                continue
-            except OSError as exc:
-                self._failed = True
-                raise media_error(self.name, f"reading failed ({exc.strerror or exc})") from None
-
-    def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
-
-
-def _is_stream_device(name: str) -> bool:
-    """A FIFO or character device (FFmpeg's file protocol would block on it)."""
-    try:
-        mode = os.stat(name).st_mode
-    except (OSError, ValueError):
-        return False  # a URL, or nothing there (av.open reports it)
-    return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)
 
 
 def _open_problem(path: str, exc: BaseException, timeout_seconds: float | None) -> str:
@@ -183,42 +92,6 @@ def _open_problem(path: str, exc: BaseException, timeout_seconds: float | None) 
     if isinstance(exc, av.error.InvalidDataError):
         return "not a readable audio/video file (corrupt, truncated, or not media at all)"
     return f"cannot open as media ({ffmpeg_reason(exc)})"
-
-
-STDIN = "-"
-
-
-def _reader_for(name: str, timeout: float | None) -> "_PollingReader | None":
-    """A polling reader for stdin (`-`), a FIFO or a character device; None for files and URLs."""
-    if name == STDIN:
-        if os.isatty(0):
-            raise media_error(name, "stdin is a terminal; pipe media into mvrt (e.g. cat clip.ts | mvrt infer -)")
-        if stat.S_ISREG(os.fstat(0).st_mode):  # `< clip.mp4`: a seekable file
-            return None
-        return _PollingReader("/dev/stdin", timeout, fd=os.dup(0))
-    return _PollingReader(name, timeout) if _is_stream_device(name) else None
-
-
-# How long an RTSP listener waits for a pusher when no read timeout is set (FFmpeg's own default,
-# -1 for ever, fails with ERANGE in this build once an interrupt callback is installed).
-_RTSP_LISTEN_FOREVER_SECONDS = 10**6
-
-
-def _with_defaults(name: str, options: dict[str, str] | None, timeout: float | None) -> dict[str, str]:
-    """The FFmpeg input options, plus the defaults a protocol needs here.
-
-    An RTSP listener (`rtsp_flags=listen`) waits for its pusher `listen_timeout` seconds: the
-    read timeout unless given (FFmpeg's default fails to open at all under PyAV's timeout).
-    """
-    merged = dict(options or {})
-    listening = "listen" in merged.get("rtsp_flags", "").split("+")
-    if name.lower().startswith("rtsp") and listening and "listen_timeout" not in merged:
-        merged["listen_timeout"] = str(_RTSP_LISTEN_FOREVER_SECONDS if timeout is None else math.ceil(timeout))
-    return merged
-
-
-def _target(name: str) -> str:
-    return "/dev/stdin" if name == STDIN else name
 
 
 @contextlib.contextmanager
@@ -242,10 +115,10 @@ def open_media(
     check_input_format(input_format)
     reader = None
     try:
-        reader = _reader_for(name, timeout)
+        reader = reader_for(name, timeout)
         # Damaged metadata (a stream language of 0xFF bytes) must not make the media unreadable.
-        container = av.open(_target(name) if reader is None else reader, mode="r", format=input_format,
-                            options=_with_defaults(name, input_options, timeout), timeout=timeout,
+        container = av.open(target_of(name) if reader is None else reader, mode="r", format=input_format,
+                            options=with_defaults(name, input_options, timeout), timeout=timeout,
                             metadata_errors="replace")
     except MediaError:  # the source stalled while FFmpeg probed it
         _close(reader)
@@ -271,7 +144,7 @@ def abandon(container) -> None:
     _ABANDONED.append(container)
 
 
-def _close(reader: _PollingReader | None) -> None:
+def _close(reader: PollingReader | None) -> None:
     if reader is not None:
         reader.close()
 

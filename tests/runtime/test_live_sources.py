@@ -24,7 +24,6 @@ import mvrt.api
 from mvrt.runtime.events import SourceEvent
 from mvrt.runtime.pipeline import PipelineConfig
 from mvrt.runtime.results import VideoResult, WindowResult
-from mvrt.runtime.sources import SourceOptions
 
 SENDER = Path(__file__).resolve().parents[1] / "live_sender.py"
 CLIP_SECONDS = 12.0
@@ -41,6 +40,24 @@ def free_udp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wait_bound(port: int, proto: str = "tcp", seconds: float = 30.0) -> None:
+    """Wait (bounded) until something listens on 127.0.0.1:`port` (TCP) or is bound to it (UDP).
+
+    Reads /proc/net/{tcp,udp} rather than connecting: a probe connection would be taken for
+    the reader by a sender that accepts one.
+    """
+    wanted = f"0100007F:{port:04X}"
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with open(f"/proc/net/{proto}") as table:
+            for line in table.readlines()[1:]:
+                fields = line.split()
+                if fields[1] == wanted and (proto == "udp" or fields[3] == "0A"):
+                    return
+        time.sleep(0.05)
+    raise AssertionError(f"nothing bound to 127.0.0.1:{port}/{proto} after {seconds} s")
 
 
 @contextlib.contextmanager
@@ -165,7 +182,7 @@ def test_named_pipe(model, clip, tmp_path, file_windows):
 def test_tcp_source_and_max_windows_ends_cleanly(clip, tiny_models, file_windows):
     port = free_port()
     with sender(clip, f"tcp-listen:127.0.0.1:{port}", "--speed", "4"):
-        time.sleep(0.3)
+        wait_bound(port)
         done = subprocess.run(
             [sys.executable, "-m", "mvrt.cli", "infer", f"tcp://127.0.0.1:{port}", "--model",
              str(tiny_models["slowfast"].onnx), "--max-windows", "2", "--read-timeout", str(TIMEOUT)],
@@ -184,7 +201,7 @@ def test_udp_source(model, clip, file_windows):
     with model.stream(url, max_windows=2) as stream:
         reader = threading.Thread(target=lambda: events.extend(_collect(stream)), daemon=True)
         reader.start()
-        time.sleep(1.0)  # mvrt is bound before the first datagram
+        wait_bound(port, "udp")  # mvrt is bound before the first datagram
         with sender(clip, f"udp:127.0.0.1:{port}", "--speed", "3"):
             reader.join(timeout=40)
     assert not reader.is_alive()
@@ -200,7 +217,7 @@ def test_rtsp_mvrt_listens_and_the_sender_pushes(model, clip, file_windows):
     with model.stream(url, max_windows=2, input_options={"rtsp_flags": "listen", "rtsp_transport": "tcp"}) as stream:
         reader = threading.Thread(target=lambda: events.extend(_collect(stream)), daemon=True)
         reader.start()
-        time.sleep(1.0)
+        wait_bound(port)
         with sender(clip, f"rtsp:127.0.0.1:{port}/live", "--speed", "3"):
             reader.join(timeout=40)
     assert not reader.is_alive()
@@ -213,7 +230,7 @@ def test_rtsp_mvrt_listens_and_the_sender_pushes(model, clip, file_windows):
 def test_a_sender_that_stops_and_restarts_gives_reconnect_events_and_windows_resume(model, clip):
     port = free_port()
     with sender(clip, f"tcp-listen:127.0.0.1:{port}", "--speed", "6", "--sessions", "2", "--pause", "1"):
-        time.sleep(0.3)
+        wait_bound(port)
         with model.stream(f"tcp://127.0.0.1:{port}", reconnect=True, max_windows=6) as stream:
             events = _collect(stream)
     states = [e.state for e in events if isinstance(e, SourceEvent)]
@@ -233,7 +250,7 @@ def test_a_sender_that_stops_and_restarts_gives_reconnect_events_and_windows_res
 def test_a_hole_in_the_stream_gives_flagged_windows(model, clip):
     port = free_port()
     with sender(clip, f"tcp-listen:127.0.0.1:{port}", "--speed", "6", "--hole", "5:3"):
-        time.sleep(0.3)
+        wait_bound(port)
         with model.stream(f"tcp://127.0.0.1:{port}") as stream:
             windows = _windows(_collect(stream))
     gaps = {w.start_seconds: w.gap_seconds for w in windows}
@@ -250,7 +267,7 @@ def test_mpeg_ts_wrap_around_keeps_the_clock_monotonic(model, clip, file_windows
     wrap = 2**33 / 90000  # seconds
     options = {} if ffmpeg_unwraps else {"correct_ts_overflow": "0"}
     with sender(clip, f"tcp-listen:127.0.0.1:{port}", "--speed", "6", "--pts-offset-seconds", str(wrap - 5.0)):
-        time.sleep(0.3)
+        wait_bound(port)
         with model.stream(f"tcp://127.0.0.1:{port}", input_options=options) as stream:
             windows = _windows(_collect(stream))
     assert [w.start_seconds for w in windows] == [0.0, 4.0, 8.0]
@@ -263,7 +280,7 @@ def test_sigterm_mid_stream_flushes_and_exits_cleanly(clip, tiny_models, tmp_pat
     port = free_port()
     out = tmp_path / "live.jsonl"
     with sender(clip, f"tcp-listen:127.0.0.1:{port}", "--speed", "1", "--loops", "3"):
-        time.sleep(0.3)
+        wait_bound(port)
         proc = subprocess.Popen(
             [sys.executable, "-m", "mvrt.cli", "infer", f"tcp://127.0.0.1:{port}", "--model",
              str(tiny_models["slowfast"].onnx), "-o", str(out), "--read-timeout", str(TIMEOUT)],
@@ -290,9 +307,11 @@ def test_two_sources_one_stalled_the_other_delivers_on_time(model, clip, tmp_pat
     good, stalled = free_port(), free_port()
     config = PipelineConfig(batch_size=2, read_timeout_seconds=6.0)
     arrivals: dict[str, list[float]] = {}
+    failed_at: dict[str, float] = {}
     with sender(clip, f"tcp-listen:127.0.0.1:{good}", "--speed", "4"), \
             sender(clip, f"tcp-listen:127.0.0.1:{stalled}", "--speed", "4", "--stall-after", "1", "--stall-hold", "30"):
-        time.sleep(0.3)
+        wait_bound(good)
+        wait_bound(stalled)
         start = time.monotonic()
         videos = {}
         for event in model.run([f"tcp://127.0.0.1:{stalled}", f"tcp://127.0.0.1:{good}"], config):
@@ -300,9 +319,10 @@ def test_two_sources_one_stalled_the_other_delivers_on_time(model, clip, tmp_pat
                 arrivals.setdefault(event.path, []).append(time.monotonic() - start)
             elif isinstance(event, VideoResult):
                 videos[event.path] = event
+                failed_at[event.path] = time.monotonic() - start
     good_url, stalled_url = f"tcp://127.0.0.1:{good}", f"tcp://127.0.0.1:{stalled}"
     assert len(arrivals[good_url]) == 3 and stalled_url not in arrivals
-    assert max(arrivals[good_url]) < 6.0  # all before the stalled source's read timeout fired
+    assert max(arrivals[good_url]) < failed_at[stalled_url]  # all before the stalled source gave up
     assert videos[good_url].ok and not videos[stalled_url].ok
     assert "stalled" in videos[stalled_url].error or "no data" in videos[stalled_url].error
 
@@ -362,7 +382,7 @@ def test_bad_sources_are_one_line_errors(model):
 def test_stop_from_another_thread_ends_the_stream(model, clip):
     port = free_port()
     with sender(clip, f"tcp-listen:127.0.0.1:{port}", "--speed", "1", "--loops", "5"):
-        time.sleep(0.3)
+        wait_bound(port)
         with model.stream(f"tcp://127.0.0.1:{port}") as stream:
             events = []
             for event in stream:
