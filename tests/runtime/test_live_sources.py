@@ -423,3 +423,15 @@ def test_audio_and_video_clocks_drifting_apart_are_reported(model, clip, tmp_pat
     with model.stream(steady, live=True) as stream:
         _collect(stream)
     assert "drifted" not in caplog.text
+
+
+def test_a_device_through_input_format(model):
+    """FFmpeg's lavfi input stands in for a capture device (--input-format, as ffmpeg -f)."""
+    graph = "testsrc2=size=96x64:rate=25[out0];sine=frequency=440:sample_rate=22050[out1]"
+    with model.stream(graph, input_format="lavfi", max_windows=2) as stream:
+        events = _collect(stream)
+    windows = _windows(events)
+    assert [(w.index, w.start_seconds, w.end_seconds) for w in windows] == [(0, 0.0, 4.0), (1, 4.0, 8.0)]
+    assert [e.state for e in events if isinstance(e, SourceEvent)] == ["connected", "ended"]
+    assert all(w.gap_seconds == 0.0 and w.latency_seconds is not None for w in windows)
+    assert stream.result is not None and stream.result.count == 2
