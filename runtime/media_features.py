@@ -3,8 +3,8 @@
 `iter_input_features` opens an input once (file, stdin, pipe, URL, device), decides whether
 it is read as a file (windows planned over its duration) or live (DESIGN §9: W every H from
 time 0, each window emitted once complete), and decodes its first audio and first video
-stream from one pass of packets (`_demux.SharedDemux`): audio in a background thread, video
-here, both bounded, so memory grows neither with the length of the input nor with how long a
+stream from one pass of packets (`_demux.SharedDemux`): audio and video each in a background
+thread (a live stream's frames are decoded as they arrive), both bounded, so memory grows neither with the length of the input nor with how long a
 stream runs. Each window comes with the arrival time of the last packet it needed and the
 seconds of it that were filled in (a hole in the stream).
 """
@@ -243,17 +243,21 @@ def _decode(container, audio, video, plan: _Plan, config: ModelConfig, implement
                        depth=2, name="mvrt-audio")
     video_feed = _Feed(shared.packets, lambda p: shared.sent(p, "video"),
                        LIVE_LOOKAHEAD_PACKETS if live else LOOKAHEAD_PACKETS, skip_gops=not live)
-    frames = window_frames(container, video, video_windows, path, fe.frames, fe.image_size, origin,
-                           stats=counts.video, timeout=timeout, feed=video_feed, live=live, gaps=gaps[1])
+    # Video decodes in a thread of its own too: it keeps up with a live stream as it arrives,
+    # instead of decoding a whole window's frames in a burst once its audio is complete.
+    frames = prefetch(_stamped(window_frames(container, video, video_windows, path, fe.frames, fe.image_size, origin,
+                                             stats=counts.video, timeout=timeout, feed=video_feed, live=live,
+                                             gaps=gaps[1]), shared, "video"),
+                      depth=2, name="mvrt-video")
     try:
         for window in windows:
             try:
-                (audio_part, audio_ready), video_part = next(samples), next(frames)
+                (audio_part, audio_ready), (video_part, video_ready) = next(samples), next(frames)
             except StopIteration:
                 if live or (stop is not None and stop.is_set()):
                     return  # the stream ended (or the run): the window in progress is not complete
                 raise MediaError(f"{path}: decoding ended before window {window.index}") from None
-            ready = _latest(audio_ready, shared.last_sent_arrival["video"])
+            ready = _latest(audio_ready, video_ready)
             local = window.start_seconds - plan.offset_seconds
             gap = gap_seconds(gaps, local, local + window.span_seconds)
             for log in gaps:
