@@ -79,6 +79,29 @@ def test_the_isolation_overhead_is_measured_side_by_side(smoke_run):
     assert iso["ratio"] == pytest.approx(iso["isolated_seconds"] / iso["in_process_seconds"], rel=0.05)
 
 
+def test_the_files_floor_is_measured_side_by_side(bench, smoke_run):
+    """floor = decode every frame once (no conversion) + the engine row; end-to-end / floor reported."""
+    bench_pipeline, _ = bench
+    written = smoke_run[1]
+    floor = written["floor"]
+    assert floor["decode_seconds"] > 0
+    assert floor["engine_seconds"] == pytest.approx(written["rows"]["engine"]["mvrt_seconds"], rel=1e-3)
+    assert floor["floor_seconds"] == pytest.approx(floor["decode_seconds"] + floor["engine_seconds"], rel=0.02)
+    assert floor["end_to_end_seconds"] == pytest.approx(written["rows"]["end-to-end"]["mvrt_seconds"], rel=1e-3)
+    assert floor["ratio"] == pytest.approx(floor["end_to_end_seconds"] / floor["floor_seconds"], rel=0.02)
+    assert floor["target_ratio"] == bench_pipeline.FLOOR_TARGET_RATIO
+    assert floor["met"] == (floor["ratio"] <= floor["target_ratio"])
+
+
+def test_the_floor_decode_sees_every_frame(bench, smoke_run):
+    """Every video frame (34 s at 25 fps) and every AAC frame (1024 samples) of the file."""
+    bench_pipeline, _ = bench
+    written = smoke_run[1]
+    audio_frames = 34 * 44100 / 1024
+    frames = bench_pipeline.decode_floor(written["video"]["path"])
+    assert 34 * 25 + audio_frames - 3 <= frames <= 34 * 25 + audio_frames + 3
+
+
 def test_wrong_frame_picks_are_detected(bench, smoke_run):
     """The pick check is not vacuous: frames one step off do not match mvrt's."""
     bench_pipeline, baseline = bench
