@@ -379,6 +379,8 @@ def _pick(
                 previous, decoded = None, landed
         if decoded is None:  # end of stream: the last frame stays on screen
             if live:  # no claimed end: the last frame shows for one frame, later windows stay incomplete
+                if decoder.last_time is None:
+                    raise media_error(decoder.path, "video stream contains no decodable frames")
                 if previous is not None:
                     _assign_until(targets, out, convert, previous[0], previous[1] + decoder.frame_seconds)
                     yield from out.ready()

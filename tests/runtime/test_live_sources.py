@@ -435,3 +435,29 @@ def test_a_device_through_input_format(model):
     assert [e.state for e in events if isinstance(e, SourceEvent)] == ["connected", "ended"]
     assert all(w.gap_seconds == 0.0 and w.latency_seconds is not None for w in windows)
     assert stream.result is not None and stream.result.count == 2
+
+
+def test_a_live_source_whose_video_never_decodes_fails_instead_of_ending_empty(model, clip, tmp_path):
+    import av
+
+    from mvrt.errors import MediaError
+
+    damaged = tmp_path / "garbage-video.ts"
+    rng = np.random.default_rng(0)
+    with av.open(str(clip)) as inp, av.open(str(damaged), "w", format="mpegts") as out:
+        video, audio = inp.streams.video[0], inp.streams.audio[0]
+        streams = {video.index: out.add_stream_from_template(video), audio.index: out.add_stream_from_template(audio)}
+        for packet in inp.demux(video, audio):
+            if packet.dts is None:
+                continue
+            if packet.stream.index == video.index:  # same timing, noise for data
+                slice_nal = b"\x00\x00\x00\x01\x41" + rng.integers(0, 256, 200, dtype=np.uint8).tobytes()
+                noise = av.Packet(slice_nal)  # an Annex B slice with no parameter sets anywhere
+                noise.pts, noise.dts, noise.time_base = packet.pts, packet.dts, packet.time_base
+                packet = noise
+                packet.stream = streams[video.index]
+            else:
+                packet.stream = streams[audio.index]
+            out.mux(packet)
+    with pytest.raises(MediaError, match="garbage-video.ts: video stream contains no decodable frames"):
+        list(model.stream(damaged, live=True))
