@@ -192,7 +192,9 @@ def misbehave(index: int, path: str) -> None:
 
 @pytest.fixture(scope="module")
 def misbehaving(fuzz, seeds_dir):
-    return fuzz.media.run_campaign(8, 11, 2, None, timeout_seconds=5, memory_mib=1200, cache_dir=seeds_dir,
+    # 15 s: on a VM whose fresh pages fault in slowly (measured 512 MiB in 7.8 s once), the
+    # 3 GiB worker must still pass 800 MiB before the timeout calls it a hang.
+    return fuzz.media.run_campaign(8, 11, 2, None, timeout_seconds=15, memory_mib=800, cache_dir=seeds_dir,
                                    hook=misbehave)
 
 
@@ -205,13 +207,13 @@ def test_a_worker_killed_by_a_signal_is_a_crash(misbehaving):
 def test_a_worker_over_the_timeout_is_a_hang(misbehaving):
     record = misbehaving.records[1]
     assert (record.outcome, record.error_type) == ("hang", "timeout")
-    assert 5 <= record.seconds < 20
+    assert 15 <= record.seconds < 30
     assert "misbehave" in record.detail  # the stacks dumped before the kill say where it hung
 
 
 def test_a_worker_over_the_memory_limit_is_memory(misbehaving):
     rss, raised = misbehaving.records[2], misbehaving.records[4]
-    assert (rss.outcome, rss.error_type) == ("memory", "RSS") and rss.peak_rss_mib > 1200
+    assert (rss.outcome, rss.error_type) == ("memory", "RSS") and rss.peak_rss_mib > 800
     assert rss.seconds < 20
     assert (raised.outcome, raised.error_type) == ("memory", "MemoryError")
 
@@ -228,7 +230,7 @@ def test_the_campaign_goes_on_with_fresh_workers(misbehaving):
     assert {r.outcome for r in misbehaving.records[6:]} <= {"ok", "clean error"}
     assert {r.index for r in misbehaving.failures} == set(range(6))
     assert misbehaving.reproduce[0] == (
-        "python bench/fuzz_media.py --seed 11 --only 0 --timeout-seconds 5 --memory-mib 1200")
+        "python bench/fuzz_media.py --seed 11 --only 0 --timeout-seconds 15 --memory-mib 800")
 
 
 def test_pipeline_wrapped_exceptions_are_unexpected(fuzz):
