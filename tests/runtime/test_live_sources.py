@@ -461,3 +461,43 @@ def test_a_live_source_whose_video_never_decodes_fails_instead_of_ending_empty(m
             out.mux(packet)
     with pytest.raises(MediaError, match="garbage-video.ts: video stream contains no decodable frames"):
         list(model.stream(damaged, live=True))
+
+
+_PUSHER = """
+import sys, time, av
+clip, url, fmt, speed = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+deadline = time.monotonic() + 60
+with av.open(clip) as inp, av.open(url, "w", format=fmt) as out:
+    v, a = inp.streams.video[0], inp.streams.audio[0]
+    streams = {v.index: out.add_stream_from_template(v), a.index: out.add_stream_from_template(a)}
+    start = time.monotonic()
+    for packet in inp.demux(v, a):
+        if packet.dts is None or time.monotonic() > deadline:
+            continue
+        wait = float(packet.dts * packet.time_base) / speed - (time.monotonic() - start)
+        if wait > 0:
+            time.sleep(min(wait, 1.0))
+        packet.stream = streams[packet.stream.index]
+        out.mux(packet)
+"""
+
+
+def test_rtmp_mvrt_listens_and_an_flv_pusher_connects(model, clip):
+    port = free_port()
+    url = f"rtmp://127.0.0.1:{port}/live/stream"
+    events: list = []
+    with model.stream(url, max_windows=2, input_options={"listen": "1"}) as stream:
+        reader = threading.Thread(target=lambda: events.extend(_collect(stream)), daemon=True)
+        reader.start()
+        wait_bound(port)
+        pusher = subprocess.Popen([sys.executable, "-c", _PUSHER, str(clip), url, "flv", "4"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            reader.join(timeout=40)
+        finally:
+            pusher.kill()
+            pusher.wait()
+    assert not reader.is_alive()
+    windows = _windows(events)
+    assert [(w.index, w.start_seconds) for w in windows] == [(0, 0.0), (1, 4.0)]
+    assert [e.state for e in events if isinstance(e, SourceEvent)] == ["connected", "ended"]
