@@ -52,6 +52,8 @@ log = logging.getLogger(__name__)
 LIVE_CHUNK_SAMPLES = 2048
 LIVE_LOOKAHEAD_PACKETS = 4
 _CLOSE_GRACE_SECONDS = 5.0
+# Formats read from a file that describe a live session (an RTP stream's SDP).
+_SESSION_FORMATS = {"sdp"}
 
 
 @dataclass
@@ -159,8 +161,8 @@ def iter_input_features(
                     input_options=options.options) as container:
         audio, video = _streams(container, name)
         duration = None if live else _duration(container, audio, video, name)
-        if not live and duration is None and not os.path.isfile(name):
-            live = True  # a stream that states no duration
+        if not live and duration is None and (not os.path.isfile(name) or container.format.name in _SESSION_FORMATS):
+            live = True  # a stream that states no duration (an .sdp file describes one)
         if live:
             windows = live_windows(window_seconds, hop_seconds, options, first_index=first_index,
                                    offset_seconds=offset_seconds)

@@ -501,3 +501,78 @@ def test_rtmp_mvrt_listens_and_an_flv_pusher_connects(model, clip):
     windows = _windows(events)
     assert [(w.index, w.start_seconds) for w in windows] == [(0, 0.0), (1, 4.0)]
     assert [e.state for e in events if isinstance(e, SourceEvent)] == ["connected", "ended"]
+
+
+_RTP_PUSHER = """
+import sys, time, av
+clip, port, speed = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+deadline = time.monotonic() + 60
+with av.open(clip) as inp:
+    v, a = inp.streams.video[0], inp.streams.audio[0]
+    outs = {v.index: av.open(f"rtp://127.0.0.1:{port}", "w", format="rtp"),
+            a.index: av.open(f"rtp://127.0.0.1:{port + 2}", "w", format="rtp")}
+    streams = {s.index: outs[s.index].add_stream_from_template(s) for s in (v, a)}
+    start = time.monotonic()
+    for packet in inp.demux(v, a):
+        if packet.dts is None or time.monotonic() > deadline:
+            continue
+        wait = float(packet.dts * packet.time_base) / speed - (time.monotonic() - start)
+        if wait > 0:
+            time.sleep(min(wait, 1.0))
+        index = packet.stream.index
+        packet.stream = streams[index]
+        outs[index].mux(packet)
+    for out in outs.values():
+        out.close()
+"""
+
+
+def _sdp(clip: Path, port: int) -> str:
+    """The session description of the RTP pusher: H.264 on `port`, AAC on `port + 2`."""
+    import base64
+
+    import av
+
+    with av.open(str(clip)) as media:
+        avcc = media.streams.video[0].codec_context.extradata
+        audio = media.streams.audio[0]
+        config, rate, channels = audio.codec_context.extradata.hex(), audio.sample_rate, audio.channels
+    sets, i = [], 6  # avcC: SPS count at byte 5, then (length, SPS)..., PPS count, (length, PPS)...
+    for count_at in (5, None):
+        count = (avcc[5] & 0x1F) if count_at else avcc[i - 1]
+        for _ in range(count):
+            size = int.from_bytes(avcc[i : i + 2], "big")
+            sets.append(base64.b64encode(avcc[i + 2 : i + 2 + size]).decode())
+            i += 2 + size
+        i += 1
+    return "\n".join([
+        "v=0", "o=- 0 0 IN IP4 127.0.0.1", "s=mvrt test", "c=IN IP4 127.0.0.1", "t=0 0",
+        f"m=video {port} RTP/AVP 96", "a=rtpmap:96 H264/90000",
+        f"a=fmtp:96 packetization-mode=1; sprop-parameter-sets={','.join(sets)}",
+        f"m=audio {port + 2} RTP/AVP 97", f"a=rtpmap:97 MPEG4-GENERIC/{rate}/{channels}",
+        f"a=fmtp:97 profile-level-id=1;mode=AAC-hbr;sizelength=13;indexlength=3;indexdeltalength=3;config={config}",
+    ]) + "\n"
+
+
+def test_rtp_described_by_an_sdp_file(model, clip, tmp_path):
+    """RTP as it is deployed: an SDP file names the streams; mvrt reads it like ffmpeg -i x.sdp."""
+    port = free_udp_port() & ~1  # RTP on an even port, RTCP beside it
+    sdp = tmp_path / "stream.sdp"
+    sdp.write_text(_sdp(clip, port))
+    events: list = []
+    with model.stream(sdp, live=False, max_windows=2,
+                      input_options={"protocol_whitelist": "file,udp,rtp"}) as stream:
+        reader = threading.Thread(target=lambda: events.extend(_collect(stream)), daemon=True)
+        reader.start()
+        wait_bound(port, "udp")
+        pusher = subprocess.Popen([sys.executable, "-c", _RTP_PUSHER, str(clip), str(port), "3"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            reader.join(timeout=40)
+        finally:
+            pusher.kill()
+            pusher.wait()
+    assert not reader.is_alive()
+    windows = _windows(events)
+    assert [(w.index, w.start_seconds) for w in windows] == [(0, 0.0), (1, 4.0)]
+    assert [e.state for e in events if isinstance(e, SourceEvent)] == ["connected", "ended"]
