@@ -21,7 +21,7 @@ import numpy as np
 
 from mvrt.errors import MediaError, UsageError
 from mvrt.runtime._audio_timeline import CHUNK_SAMPLES, TRUNCATION_SECONDS, RateBuffer, Timeline
-from mvrt.runtime._packet_skip import decode_packets, demux
+from mvrt.runtime._packet_skip import Feed, decode_packets
 from mvrt.runtime._video_targets import GapLog
 from mvrt.runtime.probe import (
     DEFAULT_READ_TIMEOUT_SECONDS,
@@ -169,22 +169,18 @@ def _check_frame(frame: "av.AudioFrame", rate: int, layout: tuple[str, int], pat
         raise media_error(path, problem)
 
 
-class AudioFeed:
-    """Where the audio decoder's packets come from and how they are timed.
+class AudioFeed(Feed):
+    """The audio decoder's packets (`Feed`) and how they are timed.
 
-    By default its own demux of the container and the file's origin; a live source passes
-    a `SharedDemux`'s `packets` and `on_send`, its own origin, short chunks (low latency) and
-    a `GapLog` for the silence it fills in.
+    By default the file's origin; a live source passes its own origin, short chunks (low
+    latency) and a `GapLog` for the silence it fills in.
     """
 
     def __init__(self, packets: Callable | None = None, on_send: Callable | None = None, *,
                  origin: float | None = None, chunk_samples: int = CHUNK_SAMPLES, live: bool = False,
                  gaps: GapLog | None = None):
-        self._shared, self.on_send = packets, on_send
+        super().__init__(packets, on_send)
         self.origin, self.chunk_samples, self.live, self.gaps = origin, chunk_samples, live, gaps
-
-    def packets(self, container, stream) -> Iterator["av.Packet"]:
-        return demux(container, stream) if self._shared is None else self._shared(stream)
 
     def timeline(self, container, stream, path: str) -> Timeline:
         return Timeline(container, stream, path, origin=self.origin, chunk_samples=self.chunk_samples,

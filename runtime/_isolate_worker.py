@@ -35,7 +35,8 @@ def main() -> int:
 def _serve(request: dict, out) -> None:
     from mvrt.config import ModelConfig
     from mvrt.runtime._wire import send_array, send_json
-    from mvrt.runtime.pipeline import FileDone, FileStarted, PipelineConfig, _guarded, _Item, _LocalSource
+    from mvrt.runtime.events import FileDone, FileStarted, WindowItem
+    from mvrt.runtime.pipeline import PipelineConfig, _guarded, _LocalSource
 
     logging.getLogger().setLevel(int(request.get("log_level", logging.WARNING)))
     path = str(request["path"])
@@ -45,7 +46,7 @@ def _serve(request: dict, out) -> None:
     for event in _guarded(_LocalSource(model, config).file_events(path), path):
         if isinstance(event, FileStarted):
             send_json(out, {"event": "started", "windows": event.windows})
-        elif isinstance(event, _Item):
+        elif isinstance(event, WindowItem):
             w = event.window
             send_json(out, {"event": "window", "index": w.index, "start_seconds": w.start_seconds,
                             "window_seconds": w.window_seconds, "span_seconds": w.span_seconds,

@@ -165,6 +165,22 @@ def demux(container, stream) -> Iterator["av.Packet"]:
         yield packet
 
 
+class Feed:
+    """Where a decoder's packets come from: its own demux of the container (the default), or
+    `packets(stream)` of a `SharedDemux` that feeds both decoders; `on_send(packet)` is told of
+    each packet the decoder really gets (see `decode_packets`)."""
+
+    def __init__(self, packets: Callable | None = None, on_send: Callable | None = None):
+        self._shared, self.on_send = packets, on_send
+
+    @property
+    def shared(self) -> bool:
+        return self._shared is not None
+
+    def packets(self, container, stream) -> Iterator["av.Packet"]:
+        return demux(container, stream) if self._shared is None else self._shared(stream)
+
+
 def _decode_one(stream, packet: "av.Packet") -> list | None:
     """The frames of one packet; None when the decoder rejects it."""
     try:

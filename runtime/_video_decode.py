@@ -33,7 +33,7 @@ from av.video.reformatter import Interpolation
 from mvrt.errors import UsageError
 from mvrt.runtime._gop_skip import skip_gops
 from mvrt.runtime._h264_refs import H264Refs
-from mvrt.runtime._packet_skip import LOOKAHEAD_PACKETS, SkipPlan, decode_packets, demux, packets_to_decode
+from mvrt.runtime._packet_skip import LOOKAHEAD_PACKETS, Feed, SkipPlan, decode_packets, packets_to_decode
 from mvrt.runtime._video_targets import GapLog, GapWatch, Targets, WindowFrames
 from mvrt.runtime.probe import (
     DEFAULT_READ_TIMEOUT_SECONDS,
@@ -73,17 +73,15 @@ class VideoDecodeStats:
     empty_packets: int = 0  # zero-size packets in the stream (never sent to the decoder)
 
 
-class _Feed:
-    """Where the video decoder's packets come from: its own demux of the container (seekable),
-    or a `SharedDemux` that also feeds the audio decoder (`packets`, `on_send`)."""
+class _Feed(Feed):
+    """The video decoder's packets (`Feed`: its own demux is seekable, a shared one is not),
+    how far the non-reference skip looks ahead, and whether unseen GOPs are dropped."""
 
     def __init__(self, packets: Callable | None = None, on_send: Callable | None = None,
                  lookahead: int = LOOKAHEAD_PACKETS, skip_gops: bool = False):
-        self._shared, self.on_send, self.lookahead = packets, on_send, lookahead
-        self.skip_gops = skip_gops and packets is not None  # the one-pass reading's stand-in for seeks
-
-    def packets(self, container, stream) -> Iterator["av.Packet"]:
-        return demux(container, stream) if self._shared is None else self._shared(stream)
+        super().__init__(packets, on_send)
+        self.lookahead = lookahead
+        self.skip_gops = skip_gops and self.shared  # the one-pass reading's stand-in for seeks
 
 
 class _Decoder:

@@ -24,6 +24,7 @@ from mvrt import errors
 from mvrt.config import ModelConfig
 from mvrt.errors import MediaError, MvrtError
 from mvrt.runtime._wire import FrameReader, WireError, send_json
+from mvrt.runtime.events import FileDone, FileStarted, WindowItem
 from mvrt.runtime.windows import Window
 
 WORKER_MODULE = "mvrt.runtime._isolate_worker"
@@ -67,8 +68,6 @@ class IsolatedSource:
                 "log_level": logging.getLogger("mvrt").getEffectiveLevel()}
 
     def _events(self, reader: FrameReader, path: str) -> Iterator[object]:
-        from mvrt.runtime.pipeline import FileDone, FileStarted, _Item
-
         while True:
             message = reader.json()
             kind = message.get("event")
@@ -78,7 +77,7 @@ class IsolatedSource:
                 window = Window(_count(message["index"]), float(message["start_seconds"]),
                                 float(message["window_seconds"]), float(message["span_seconds"]))
                 feeds = {name: reader.array(np.dtype(np.float32), self._shapes[name]) for name in self.model.input_names}
-                yield _Item(path, window, feeds, _seconds(message.get("ready_monotonic")),
+                yield WindowItem(path, window, feeds, _seconds(message.get("ready_monotonic")),
                             _seconds(message.get("gap_seconds", 0.0)) or 0.0)
             elif kind == "done":
                 yield FileDone(path, _rebuild_error(message, path), _count(message.get("undecodable_packets", 0)))

@@ -33,8 +33,6 @@ from mvrt.runtime.sources import SourceOptions, can_reconnect, is_live_path
 
 log = logging.getLogger(__name__)
 
-_Item = WindowItem  # the name the isolation worker and older code use
-
 
 @dataclass(frozen=True)
 class PipelineConfig:
