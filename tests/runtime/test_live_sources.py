@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 import mvrt.api
+from live_helpers import free_port
 from mvrt.runtime.events import SourceEvent
 from mvrt.runtime.pipeline import PipelineConfig
 from mvrt.runtime.results import VideoResult, WindowResult
@@ -28,12 +29,6 @@ from mvrt.runtime.results import VideoResult, WindowResult
 SENDER = Path(__file__).resolve().parents[1] / "live_sender.py"
 CLIP_SECONDS = 12.0
 TIMEOUT = 20.0  # read timeout of every live read here
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def free_udp_port() -> int:
@@ -137,6 +132,54 @@ def _collect(stream, arrivals: list | None = None) -> list:
     return events
 
 
+# Pushes a clip to URL (both streams) or, given two, video to the first and audio to the second.
+_PUSHER = """
+import sys, time, av
+clip, fmt, speed, urls = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4:]
+deadline = time.monotonic() + 60
+with av.open(clip) as inp:
+    v, a = inp.streams.video[0], inp.streams.audio[0]
+    opened = [av.open(url, "w", format=fmt) for url in urls]
+    outs = {v.index: opened[0], a.index: opened[-1]}
+    streams = {s.index: outs[s.index].add_stream_from_template(s) for s in (v, a)}
+    start = time.monotonic()
+    for packet in inp.demux(v, a):
+        if packet.dts is None or time.monotonic() > deadline:
+            continue
+        wait = float(packet.dts * packet.time_base) / speed - (time.monotonic() - start)
+        if wait > 0:
+            time.sleep(min(wait, 1.0))
+        index = packet.stream.index
+        packet.stream = streams[index]
+        outs[index].mux(packet)
+    for out in opened:
+        out.close()
+"""
+
+
+@contextlib.contextmanager
+def _pusher(clip: Path, fmt: str, speed: float, *urls: str):
+    proc = subprocess.Popen([sys.executable, "-c", _PUSHER, str(clip), fmt, str(speed), *urls],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def _read_while_pushing(stream, port: int, proto: str, push) -> list:
+    """The events of a listening `stream`, read in a thread while `push()` (a context manager) sends."""
+    events: list = []
+    reader = threading.Thread(target=lambda: events.extend(_collect(stream)), daemon=True)
+    reader.start()
+    wait_bound(port, proto)  # mvrt listens (or is bound) before the first byte is sent
+    with push():
+        reader.join(timeout=40)
+    assert not reader.is_alive()
+    return events
+
+
 def test_stdin_pipe_gives_windows_while_the_sender_sends_and_agrees_with_the_file(clip, tiny_models, file_windows):
     with sender(clip, "stdout", "--speed", "3", stdout=subprocess.PIPE) as (proc, report):
         mvrt_proc = subprocess.Popen(
@@ -197,14 +240,8 @@ def test_tcp_source_and_max_windows_ends_cleanly(clip, tiny_models, file_windows
 def test_udp_source(model, clip, file_windows):
     port = free_udp_port()
     url = f"udp://127.0.0.1:{port}?fifo_size=1000000&overrun_nonfatal=1"
-    events: list = []
     with model.stream(url, max_windows=2) as stream:
-        reader = threading.Thread(target=lambda: events.extend(_collect(stream)), daemon=True)
-        reader.start()
-        wait_bound(port, "udp")  # mvrt is bound before the first datagram
-        with sender(clip, f"udp:127.0.0.1:{port}", "--speed", "3"):
-            reader.join(timeout=40)
-    assert not reader.is_alive()
+        events = _read_while_pushing(stream, port, "udp", lambda: sender(clip, f"udp:127.0.0.1:{port}", "--speed", "3"))
     windows = _windows(events)
     assert [w.index for w in windows] == [0, 1]
     _agree(windows, file_windows)
@@ -213,14 +250,9 @@ def test_udp_source(model, clip, file_windows):
 def test_rtsp_mvrt_listens_and_the_sender_pushes(model, clip, file_windows):
     port = free_port()
     url = f"rtsp://127.0.0.1:{port}/live"
-    events: list = []
     with model.stream(url, max_windows=2, input_options={"rtsp_flags": "listen", "rtsp_transport": "tcp"}) as stream:
-        reader = threading.Thread(target=lambda: events.extend(_collect(stream)), daemon=True)
-        reader.start()
-        wait_bound(port)
-        with sender(clip, f"rtsp:127.0.0.1:{port}/live", "--speed", "3"):
-            reader.join(timeout=40)
-    assert not reader.is_alive()
+        events = _read_while_pushing(stream, port, "tcp", lambda: sender(clip, f"rtsp:127.0.0.1:{port}/live",
+                                                                        "--speed", "3"))
     windows = _windows(events)
     assert [w.index for w in windows] == [0, 1]
     for w in windows:  # RTP carries its own clock: labels agree, probabilities closely
@@ -463,68 +495,14 @@ def test_a_live_source_whose_video_never_decodes_fails_instead_of_ending_empty(m
         list(model.stream(damaged, live=True))
 
 
-_PUSHER = """
-import sys, time, av
-clip, url, fmt, speed = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
-deadline = time.monotonic() + 60
-with av.open(clip) as inp, av.open(url, "w", format=fmt) as out:
-    v, a = inp.streams.video[0], inp.streams.audio[0]
-    streams = {v.index: out.add_stream_from_template(v), a.index: out.add_stream_from_template(a)}
-    start = time.monotonic()
-    for packet in inp.demux(v, a):
-        if packet.dts is None or time.monotonic() > deadline:
-            continue
-        wait = float(packet.dts * packet.time_base) / speed - (time.monotonic() - start)
-        if wait > 0:
-            time.sleep(min(wait, 1.0))
-        packet.stream = streams[packet.stream.index]
-        out.mux(packet)
-"""
-
-
 def test_rtmp_mvrt_listens_and_an_flv_pusher_connects(model, clip):
     port = free_port()
     url = f"rtmp://127.0.0.1:{port}/live/stream"
-    events: list = []
     with model.stream(url, max_windows=2, input_options={"listen": "1"}) as stream:
-        reader = threading.Thread(target=lambda: events.extend(_collect(stream)), daemon=True)
-        reader.start()
-        wait_bound(port)
-        pusher = subprocess.Popen([sys.executable, "-c", _PUSHER, str(clip), url, "flv", "4"],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            reader.join(timeout=40)
-        finally:
-            pusher.kill()
-            pusher.wait()
-    assert not reader.is_alive()
+        events = _read_while_pushing(stream, port, "tcp", lambda: _pusher(clip, "flv", 4, url))
     windows = _windows(events)
     assert [(w.index, w.start_seconds) for w in windows] == [(0, 0.0), (1, 4.0)]
     assert [e.state for e in events if isinstance(e, SourceEvent)] == ["connected", "ended"]
-
-
-_RTP_PUSHER = """
-import sys, time, av
-clip, port, speed = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
-deadline = time.monotonic() + 60
-with av.open(clip) as inp:
-    v, a = inp.streams.video[0], inp.streams.audio[0]
-    outs = {v.index: av.open(f"rtp://127.0.0.1:{port}", "w", format="rtp"),
-            a.index: av.open(f"rtp://127.0.0.1:{port + 2}", "w", format="rtp")}
-    streams = {s.index: outs[s.index].add_stream_from_template(s) for s in (v, a)}
-    start = time.monotonic()
-    for packet in inp.demux(v, a):
-        if packet.dts is None or time.monotonic() > deadline:
-            continue
-        wait = float(packet.dts * packet.time_base) / speed - (time.monotonic() - start)
-        if wait > 0:
-            time.sleep(min(wait, 1.0))
-        index = packet.stream.index
-        packet.stream = streams[index]
-        outs[index].mux(packet)
-    for out in outs.values():
-        out.close()
-"""
 
 
 def _sdp(clip: Path, port: int) -> str:
@@ -559,20 +537,10 @@ def test_rtp_described_by_an_sdp_file(model, clip, tmp_path):
     port = free_udp_port() & ~1  # RTP on an even port, RTCP beside it
     sdp = tmp_path / "stream.sdp"
     sdp.write_text(_sdp(clip, port))
-    events: list = []
+    rtp = (f"rtp://127.0.0.1:{port}", f"rtp://127.0.0.1:{port + 2}")  # video, audio
     with model.stream(sdp, live=False, max_windows=2,
                       input_options={"protocol_whitelist": "file,udp,rtp"}) as stream:
-        reader = threading.Thread(target=lambda: events.extend(_collect(stream)), daemon=True)
-        reader.start()
-        wait_bound(port, "udp")
-        pusher = subprocess.Popen([sys.executable, "-c", _RTP_PUSHER, str(clip), str(port), "3"],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            reader.join(timeout=40)
-        finally:
-            pusher.kill()
-            pusher.wait()
-    assert not reader.is_alive()
+        events = _read_while_pushing(stream, port, "udp", lambda: _pusher(clip, "rtp", 3, *rtp))
     windows = _windows(events)
     assert [(w.index, w.start_seconds) for w in windows] == [(0, 0.0), (1, 4.0)]
     assert [e.state for e in events if isinstance(e, SourceEvent)] == ["connected", "ended"]
