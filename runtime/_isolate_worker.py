@@ -1,6 +1,6 @@
 """The decode worker of `isolate=True`: run as `python -m mvrt.runtime._isolate_worker`.
 
-It reads one JSON request per input on stdin and answers on stdout with the input's events
+It reads one JSON request per input (a path, with "audio" set for a pair of files) on stdin and answers on stdout with the input's events
 (`_wire` framing): started, one header and raw arrays per window, done (with the error's class
 and message if the input failed). It exits when stdin closes. Anything a library prints goes
 to stderr, never into the protocol.
@@ -36,14 +36,17 @@ def _serve(request: dict, out) -> None:
     from mvrt.config import ModelConfig
     from mvrt.runtime._wire import send_array, send_json
     from mvrt.runtime.events import FileDone, FileStarted, WindowItem
+    from mvrt.runtime.inputs import MediaPair
     from mvrt.runtime.pipeline import PipelineConfig, _guarded, _LocalSource
 
     logging.getLogger().setLevel(int(request.get("log_level", logging.WARNING)))
     path = str(request["path"])
+    audio = request.get("audio")
+    item = MediaPair(str(audio), path) if audio is not None else path
     model = ModelConfig.from_dict(request["model"])
     config = PipelineConfig(hop_seconds=request["hop_seconds"], frontend=request["frontend"],
                             read_timeout_seconds=request["read_timeout_seconds"])
-    for event in _guarded(_LocalSource(model, config).file_events(path), path):
+    for event in _guarded(_LocalSource(model, config).file_events(item), item):
         if isinstance(event, FileStarted):
             send_json(out, {"event": "started", "windows": event.windows})
         elif isinstance(event, WindowItem):

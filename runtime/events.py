@@ -2,7 +2,8 @@
 
 `SourceEvent` is the jsonl `{"type": "source", ...}` record of DESIGN §9: a live source was
 `connected`, is `reconnecting` (after an end or an error, with `--reconnect`), has `ended`,
-or was `lost` (an error and no reconnection).
+or was `lost` (an error and no reconnection). Events of a pair of files (`inputs.MediaPair`)
+carry the video file as `path` and the audio file as `audio_path`; `input_key` tells inputs apart.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class FileStarted:
 
     path: str
     windows: int | None
+    audio_path: str | None = None  # the separate audio file of a pair (`inputs.MediaPair`)
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,7 @@ class FileDone:
     path: str
     error: MvrtError | None = None
     undecodable_packets: int = 0
+    audio_path: str | None = None
 
 
 @dataclass(frozen=True)
@@ -63,3 +66,9 @@ class WindowItem:
     feeds: dict[str, np.ndarray] = field(repr=False)
     ready_monotonic: float | None = None  # arrival of the last packet it needed (time.monotonic())
     gap_seconds: float = 0.0
+    audio_path: str | None = None
+
+
+def input_key(event) -> tuple[str, str | None]:
+    """Which input an event (or result) belongs to: (path, audio_path)."""
+    return event.path, event.audio_path

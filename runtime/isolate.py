@@ -25,6 +25,7 @@ from mvrt.config import ModelConfig
 from mvrt.errors import MediaError, MvrtError
 from mvrt.runtime._wire import FrameReader, WireError, send_json
 from mvrt.runtime.events import FileDone, FileStarted, WindowItem
+from mvrt.runtime.inputs import InputItem, audio_of, input_name
 from mvrt.runtime.windows import Window
 
 WORKER_MODULE = "mvrt.runtime._isolate_worker"
@@ -44,43 +45,46 @@ class IsolatedSource:
         timeout = config.read_timeout_seconds
         self.stall_seconds = None if timeout is None else 2 * timeout + _STALL_GRACE_SECONDS
 
-    def file_events(self, path: str) -> Iterator[object]:
+    def file_events(self, item: InputItem) -> Iterator[object]:
+        """The events of one input (a path, or a `MediaPair` of files) decoded by the worker."""
         proc = self._worker()
         finished = False
         try:
-            send_json(proc.stdin, self._request(path))
+            send_json(proc.stdin, self._request(item))
             reader = FrameReader(proc.stdout.fileno(), self.stall_seconds)
-            for event in self._events(reader, path):
+            for event in self._events(reader, input_name(item), audio_of(item)):
                 yield event
             finished = True
         except (WireError, OSError, ValueError, KeyError, TypeError) as exc:
             finished = True
-            raise MediaError(f"{path}: {self._end_worker(proc, exc)}; the input is probably damaged or hostile "
+            raise MediaError(f"{item}: {self._end_worker(proc, exc)}; the input is probably damaged or hostile "
                              "(isolate=True kept the run going)") from None
         finally:
             if not finished:
                 self._end_worker(proc, None)  # abandoned mid-input: its stream is out of step
 
-    def _request(self, path: str) -> dict:
+    def _request(self, item: InputItem) -> dict:
         config = self.config
-        return {"path": path, "model": self.model.to_dict(), "hop_seconds": config.hop_seconds,
+        return {"path": input_name(item), "audio": audio_of(item), "model": self.model.to_dict(),
+                "hop_seconds": config.hop_seconds,
                 "frontend": config.frontend, "read_timeout_seconds": config.read_timeout_seconds,
                 "log_level": logging.getLogger("mvrt").getEffectiveLevel()}
 
-    def _events(self, reader: FrameReader, path: str) -> Iterator[object]:
+    def _events(self, reader: FrameReader, path: str, audio: str | None) -> Iterator[object]:
         while True:
             message = reader.json()
             kind = message.get("event")
             if kind == "started":
-                yield FileStarted(path, _count(message["windows"]))
+                yield FileStarted(path, _count(message["windows"]), audio)
             elif kind == "window":
                 window = Window(_count(message["index"]), float(message["start_seconds"]),
                                 float(message["window_seconds"]), float(message["span_seconds"]))
                 feeds = {name: reader.array(np.dtype(np.float32), self._shapes[name]) for name in self.model.input_names}
                 yield WindowItem(path, window, feeds, _seconds(message.get("ready_monotonic")),
-                            _seconds(message.get("gap_seconds", 0.0)) or 0.0)
+                                 _seconds(message.get("gap_seconds", 0.0)) or 0.0, audio)
             elif kind == "done":
-                yield FileDone(path, _rebuild_error(message, path), _count(message.get("undecodable_packets", 0)))
+                yield FileDone(path, _rebuild_error(message, path), _count(message.get("undecodable_packets", 0)),
+                               audio)
                 return
             else:
                 raise WireError(f"unknown event {kind!r}")

@@ -7,6 +7,10 @@ stream from one pass of packets (`_demux.SharedDemux`): audio and video each in 
 thread (a live stream's frames are decoded as they arrive), both bounded, so memory grows neither with the length of the input nor with how long a
 stream runs. Each window comes with the arrival time of the last packet it needed and the
 seconds of it that were filled in (a hole in the stream).
+
+`iter_pair_features` reads a `MediaPair` (sound and picture in two files) the same way: each
+file opened once, its own demux and decoder thread, windows planned as for the file that
+muxes the two (DESIGN §8, the authors' layout).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import itertools
 import logging
 import os
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
@@ -32,7 +37,10 @@ from mvrt.runtime._video_decode import _Feed, first_video_stream, window_frames
 from mvrt.runtime._video_targets import GapLog, gap_seconds
 from mvrt.runtime.decode import AudioDecodeStats, VideoDecodeStats, probe
 from mvrt.runtime.features import window_features
+from mvrt.runtime.inputs import MediaPair
 from mvrt.runtime.probe import (
+    _END_DISAGREEMENT_FACTOR,
+    _END_DISAGREEMENT_SECONDS,
     _check_stream_ends,
     abandon,
     check_read_timeout,
@@ -175,6 +183,97 @@ def iter_input_features(
             plan = _Plan(name, False, windows, origin_seconds(container))
             yield InputOpened(name, False, len(windows))
         yield from _decode(container, audio, video, plan, config, implementation, timeout, counts, stop)
+
+
+def iter_pair_features(
+    pair: MediaPair,
+    config: ModelConfig,
+    *,
+    hop_seconds: float | None = None,
+    options: SourceOptions = SourceOptions(),
+    implementation: str = "auto",
+    read_timeout_seconds: float | None = DEFAULT_READ_TIMEOUT_SECONDS,
+    counts: DecodeCounts | None = None,
+    stop: threading.Event | None = None,
+) -> Iterator[InputOpened | WindowFeatures]:
+    """`iter_input_features` of a pair of files: sound from `pair.audio`, picture from `pair.video`.
+
+    Each file is opened once and read by its own demux and decoder thread. The windows and the
+    media clock are those of the file that muxes both streams: planned over the longer of the
+    two durations (the muxed container's), time 0 at the earlier positive start. Durations more
+    than `PAIR_MISMATCH_SECONDS` apart are a warning (the shorter stream is padded: silence, or
+    its last frame held). A window is ready once both decoders have delivered it.
+    """
+    timeout = check_read_timeout(read_timeout_seconds)
+    counts = counts if counts is not None else DecodeCounts()
+    with open_media(pair.audio, read_timeout_seconds=timeout) as sound_file, \
+            open_media(pair.video, read_timeout_seconds=timeout) as picture_file:
+        sound = (sound_file, first_audio_stream(sound_file, pair.audio))
+        picture = (picture_file, first_video_stream(picture_file, pair.video))
+        duration = _pair_duration(pair, sound, picture, timeout)
+        windows = file_windows_for(duration, config.frontend.window_seconds, hop_seconds, options)
+        yield InputOpened(pair.video, False, len(windows))
+        yield from _decode_pair(pair, sound, picture, windows, config, implementation, timeout, counts, stop)
+
+
+# Audio and video files of one pair whose durations differ by more than this are reported.
+PAIR_MISMATCH_SECONDS = 1.0
+
+
+def _file_duration(container, stream, path: str, timeout: float | None) -> float:
+    """A file's duration as for a muxed file: the container's, else the stream's, else measured."""
+    if container.duration is not None and container.duration > 0:
+        return container.duration / 1e6
+    end = stream_end_seconds(container, stream)
+    if end is not None:
+        return end
+    return probe(path, read_timeout_seconds=timeout).duration_seconds
+
+
+def _pair_duration(pair: MediaPair, sound, picture, timeout: float | None) -> float:
+    """The longer of the two files' durations; wildly different ones are damage (as in one file)."""
+    audio_end = _file_duration(*sound, pair.audio, timeout)
+    video_end = _file_duration(*picture, pair.video, timeout)
+    short, long = sorted((audio_end, video_end))
+    if long > _END_DISAGREEMENT_FACTOR * max(short, 0.0) + _END_DISAGREEMENT_SECONDS:
+        raise MediaError(f"{pair}: the audio file lasts {audio_end:.2f} s but the video file {video_end:.2f} s; "
+                         "they are not two halves of one clip (or their timestamps are damaged)")
+    if long - short > PAIR_MISMATCH_SECONDS:
+        log.warning("%s: the audio file lasts %.2f s and the video file %.2f s; the shorter one is padded "
+                    "(silence or its last frame)", pair, audio_end, video_end)
+    return long
+
+
+def _pair_origin(*containers) -> float:
+    """Time 0 of a pair: the earlier of the files' start times when positive, else 0 (as when muxed)."""
+    starts = [c.start_time / 1e6 if c.start_time is not None else 0.0 for c in containers]
+    return max(0.0, min(starts))
+
+
+def _decode_pair(pair: MediaPair, sound, picture, windows: list[Window], config: ModelConfig, implementation: str,
+                 timeout: float | None, counts: DecodeCounts, stop: threading.Event | None) -> Iterator[WindowFeatures]:
+    """The windows of a pair: audio and video each decoded from its own file in a thread of its own."""
+    fe = config.frontend
+    origin = _pair_origin(sound[0], picture[0])
+    rates = sorted(set(config.audio_inputs.values()))
+    samples = prefetch(window_audio(*sound, windows, pair.audio, rates, fe.window_seconds, stats=counts.audio,
+                                    timeout=timeout, feed=AudioFeed(origin=origin)), depth=2, name="mvrt-audio")
+    frames = prefetch(window_frames(*picture, windows, pair.video, fe.frames, fe.image_size, origin,
+                                    stats=counts.video, timeout=timeout), depth=2, name="mvrt-video")
+    try:
+        for window in windows:
+            if stop is not None and stop.is_set():
+                return
+            try:
+                audio_part, video_part = next(samples), next(frames)
+            except StopIteration:
+                raise MediaError(f"{pair}: decoding ended before window {window.index}") from None
+            ready = time.monotonic()  # both halves decoded (a file's packets arrive as they are read)
+            feeds = window_features(audio_part, video_part, config, implementation=implementation)
+            yield WindowFeatures(window, feeds, ready)
+    finally:
+        samples.close()
+        frames.close()
 
 
 def _streams(container, path: str):

@@ -5,7 +5,9 @@ live source on a thread of its own) and compute each window's inputs; the consum
 caller's thread) gathers windows from any input into batches of up to `batch_size`, runs the
 engine, and yields a `WindowResult` per window, `SourceEvent`s of live sources, and a
 `VideoResult` when an input is complete. A slow or stalled input holds up no other's results;
-one that fails yields a `VideoResult` with its error and the others carry on. With
+one that fails yields a `VideoResult` with its error and the others carry on. An input is a
+path or URL, or a `MediaPair` of separate audio and video files (read as the file that would
+mux them; its results carry the video file as `path` and the audio file as `audio_path`). With
 `isolate=True` decoding and the front-end of files run in a worker process
 (`mvrt.runtime.isolate`), so that a decoder crash fails one input, not the run.
 """
@@ -26,7 +28,8 @@ from mvrt.config import DEFAULT_READ_TIMEOUT_SECONDS, ModelConfig
 from mvrt.errors import MvrtError, UnexpectedError, UsageError
 from mvrt.runtime._input_events import input_events
 from mvrt.runtime._threads import put_unless_stopped
-from mvrt.runtime.events import FileDone, FileStarted, SourceEvent, WindowItem, utc_now
+from mvrt.runtime.events import FileDone, FileStarted, SourceEvent, WindowItem, input_key, utc_now
+from mvrt.runtime.inputs import InputItem, MediaPair, as_input, audio_of, input_name
 from mvrt.runtime.probe import check_read_timeout, one_line
 from mvrt.runtime.results import VideoResult, WindowResult, sigmoid, softmax
 from mvrt.runtime.sources import SourceOptions, can_reconnect, is_live_path
@@ -81,7 +84,7 @@ def check_window(config: ModelConfig, window_seconds: float | None) -> None:
 
 
 def run_pipeline(
-    engine, paths: Sequence[str | os.PathLike], config: PipelineConfig, *, metrics=None,
+    engine, paths: Sequence[str | os.PathLike | MediaPair], config: PipelineConfig, *, metrics=None,
     stop: threading.Event | None = None,
 ) -> Iterator[object]:
     """Yield `WindowResult`s and `SourceEvent`s as they happen and a `VideoResult` per input.
@@ -93,9 +96,10 @@ def run_pipeline(
     check_window(model, config.window_seconds)
     if engine.max_batch is not None and config.batch_size > engine.max_batch:
         raise UsageError(f"--batch-size {config.batch_size} exceeds the engine's maximum batch {engine.max_batch}")
-    names = [os.fspath(p) for p in paths]
-    live = [p for p in names if is_live_path(p, config.source)]
-    if config.source.reconnect and not any(can_reconnect(p) for p in names):
+    names = [as_input(p) for p in paths]
+    _check_pairs(names, config)
+    live = [p for p in names if not isinstance(p, MediaPair) and is_live_path(p, config.source)]
+    if config.source.reconnect and not any(can_reconnect(p) for p in names if not isinstance(p, MediaPair)):
         raise UsageError("reconnect (--reconnect) reopens network sources (tcp://, udp://, rtsp://, http://, ...); "
                          "none of the inputs is one")
     if config.isolate and live:
@@ -119,6 +123,17 @@ def run_pipeline(
             thread.join(timeout=5)
 
 
+def _check_pairs(names: list[InputItem], config: PipelineConfig) -> None:
+    """A pair is two files: neither may be a live source (stdin, a pipe, a URL, a device)."""
+    for item in names:
+        if isinstance(item, MediaPair):
+            live = next((p for p in (item.audio, item.video) if is_live_path(p, config.source)), None)
+            if live is not None:
+                why = "live windows (--live) are" if config.source.live else f"{live} is a live source, which is"
+                raise UsageError(f"{item}: separate audio and video are read from files only; {why} not supported "
+                                 "for a pair (mux the two into one stream instead)")
+
+
 def warm_up(engine, frontend: str = "auto") -> None:
     """One front-end and one engine call on silence: first calls pay for plans, arenas, threads
     (the first live window measured 1.46 s instead of 0.32 s without it)."""
@@ -138,14 +153,33 @@ class _LocalSource:
     def __init__(self, model: ModelConfig, config: PipelineConfig, stop: threading.Event | None = None):
         self.model, self.config, self.stop = model, config, stop
 
-    def file_events(self, path: str) -> Iterator[object]:
+    def file_events(self, item: InputItem) -> Iterator[object]:
         config = self.config
-        return input_events(path, self.model, hop_seconds=config.hop_seconds, options=config.source,
+        if isinstance(item, MediaPair):
+            return pair_events(item, self.model, config, self.stop)
+        return input_events(item, self.model, hop_seconds=config.hop_seconds, options=config.source,
                             implementation=config.frontend, read_timeout_seconds=config.read_timeout_seconds,
                             stop=self.stop)
 
     def close(self) -> None:
         pass
+
+
+def pair_events(pair: MediaPair, model: ModelConfig, config: PipelineConfig,
+                stop: threading.Event | None = None) -> Iterator[object]:
+    """FileStarted, a WindowItem per window and FileDone of a pair of files (`iter_pair_features`)."""
+    from mvrt.runtime.media_features import DecodeCounts, InputOpened, iter_pair_features
+
+    counts = DecodeCounts()
+    for event in iter_pair_features(pair, model, hop_seconds=config.hop_seconds, options=config.source,
+                                    implementation=config.frontend, read_timeout_seconds=config.read_timeout_seconds,
+                                    counts=counts, stop=stop):
+        if isinstance(event, InputOpened):
+            yield FileStarted(pair.video, event.windows, pair.audio)
+        else:
+            yield WindowItem(pair.video, event.window, event.feeds, event.ready_monotonic, event.gap_seconds,
+                             pair.audio)
+    yield FileDone(pair.video, None, counts.undecodable_packets, pair.audio)
 
 
 def _file_source(model: ModelConfig, config: PipelineConfig, stop: threading.Event):
@@ -197,15 +231,17 @@ def _forward(events: Iterator[object], q: queue.Queue, stop: threading.Event) ->
     return True
 
 
-def _guarded(events: Iterator[object], path: str) -> Iterator[object]:
+def _guarded(events: Iterator[object], item: InputItem) -> Iterator[object]:
     """The input's events; an error ends them with a FileDone carrying it (the others go on)."""
+    path, audio = input_name(item), audio_of(item)
     try:
         yield from events
     except MvrtError as exc:
-        yield FileDone(path, exc.with_traceback(None))
+        yield FileDone(path, exc.with_traceback(None), audio_path=audio)
     except Exception as exc:  # noqa: BLE001 - one bad file must not stop the others
-        log.debug("unexpected error on %s", path, exc_info=True)
-        yield FileDone(path, UnexpectedError(f"{path}: unexpected {type(exc).__name__}: {one_line(str(exc))}"))
+        log.debug("unexpected error on %s", item, exc_info=True)
+        error = UnexpectedError(f"{item}: unexpected {type(exc).__name__}: {one_line(str(exc))}")
+        yield FileDone(path, error, audio_path=audio)
 
 
 _POLL_SECONDS = 0.1
@@ -264,8 +300,8 @@ class _State:
 
     def __init__(self, engine, metrics, producers: int, depth: _Depth):
         self.engine, self.metrics, self.producers, self.depth = engine, metrics, producers, depth
-        self.collected: dict[str, list[WindowResult]] = {}
-        self.live: dict[str, list] = {}  # live sources: [window count, sum of probabilities]
+        self.collected: dict[tuple, list[WindowResult]] = {}  # by `input_key`
+        self.live: dict[tuple, list] = {}  # live sources: [window count, sum of probabilities]
 
     def process(self, events: list[object]) -> Iterator[object]:
         items = [e for e in events if isinstance(e, WindowItem)]
@@ -284,9 +320,9 @@ class _State:
                 yield result
             elif isinstance(event, FileStarted):
                 if event.windows is None:
-                    self.live[event.path] = [0, 0.0]
+                    self.live[input_key(event)] = [0, 0.0]
                 else:
-                    self.collected[event.path] = []
+                    self.collected[input_key(event)] = []
                 yield event
             elif isinstance(event, SourceEvent):
                 self._source_metrics(event)
@@ -301,16 +337,16 @@ class _State:
                 self.metrics.reconnect(event.path)
 
     def _keep(self, result: WindowResult) -> None:
-        running = self.live.get(result.path)
+        running = self.live.get(input_key(result))
         if running is None:
-            self.collected.setdefault(result.path, []).append(result)
+            self.collected.setdefault(input_key(result), []).append(result)
         else:
             running[0] += 1
             running[1] = running[1] + result.probabilities
 
     def _done(self, event: FileDone) -> VideoResult:
-        windows = tuple(self.collected.pop(event.path, []))
-        running = self.live.pop(event.path, None)
+        windows = tuple(self.collected.pop(input_key(event), []))
+        running = self.live.pop(input_key(event), None)
         error = event.error
         if self.metrics is not None and event.undecodable_packets:
             self.metrics.decode_errors(event.path, event.undecodable_packets)
@@ -320,7 +356,7 @@ class _State:
             summary = {"window_count": count, "mean_probabilities": total / count if count else None}
         return VideoResult(event.path, windows if error is None else (), self.engine.config.classes,
                            None if error is None else str(error), exception=error,
-                           undecodable_packets=event.undecodable_packets, **summary)
+                           undecodable_packets=event.undecodable_packets, audio_path=event.audio_path, **summary)
 
 
 def _infer(engine, items: list[WindowItem]) -> list[WindowResult]:
@@ -344,6 +380,7 @@ def _infer(engine, items: list[WindowItem]) -> list[WindowResult]:
             wall_time=wall,
             latency_seconds=None if item.ready_monotonic is None else max(0.0, emitted - item.ready_monotonic),
             gap_seconds=item.gap_seconds,
+            audio_path=item.audio_path,
         )
         for i, item in enumerate(items)
     ]

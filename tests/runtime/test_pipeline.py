@@ -26,14 +26,17 @@ def _videos(events):
     return [e for e in events if isinstance(e, VideoResult)]
 
 
-def test_windows_cover_the_clip_and_the_video_reading_is_their_mean(tiny_models, clip_10s):
+def test_windows_cover_the_clip_and_the_video_reading_is_their_time_weighted_mean(tiny_models, clip_10s):
     with open_engine(tiny_models["slowfast"].onnx) as engine:
         events = _events(engine, [clip_10s], batch_size=2)
     windows = _windows(events)
     assert [w.start_seconds for w in windows] == pytest.approx([0.0, 4.0, 6.0], abs=0.05)
     (video,) = _videos(events)
     assert video.ok and len(video.windows) == 3
-    np.testing.assert_allclose(video.probabilities, np.mean([w.probabilities for w in windows], axis=0))
+    # [0,4] alone; [4,8] shares 6..8 with the end-aligned [6,10]: every second counts once.
+    np.testing.assert_allclose(video.window_weights, [4.0, 3.0, 3.0], atol=0.1)
+    np.testing.assert_allclose(video.probabilities, np.average([w.probabilities for w in windows], axis=0,
+                                                               weights=video.window_weights))
     for w in windows:
         assert w.probabilities.sum() == pytest.approx(1.0)
         assert w.label == video.classes[int(np.argmax(w.logits))]
