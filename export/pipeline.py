@@ -13,6 +13,7 @@ import importlib.util
 import json
 import logging
 import os
+import shlex
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,17 +113,39 @@ def check_export_request(checkpoint: str | os.PathLike, onnx_path: str | os.Path
 def _check_request(checkpoint: Path, out: Path, precision: str, parity_batch: int, engine_path, tensorrt) -> None:
     check_precision(precision)
     if checkpoint.suffix.lower() != ".safetensors":
-        raise UsageError(f"{checkpoint}: `mvrt export` takes a .safetensors checkpoint")
+        raise UsageError(f"{checkpoint}: `mvrt export` takes a .safetensors checkpoint{_checkpoint_hint(checkpoint)}")
     if not checkpoint.is_file():
         raise ModelError(f"{checkpoint}: no such checkpoint")
     if out.suffix.lower() != ".onnx":
         raise UsageError(f"--onnx {out}: the output must be an .onnx file")
+    _refuse_bundled_output(out)
     if parity_batch < 1:
         raise UsageError(f"the parity batch must be at least 1, got {parity_batch}")
     if engine_path is not None and Path(engine_path).resolve() in (out.resolve(), checkpoint.resolve()):
         raise UsageError(f"--engine {engine_path}: would overwrite the ONNX model or the checkpoint")
     if tensorrt is not None and tensorrt.precision != precision:
         raise UsageError(f"TensorRT settings ask for {tensorrt.precision} but the graph is exported as {precision}")
+
+
+def _refuse_bundled_output(out: Path) -> None:
+    """The bundled demo model is part of the installation: an export never writes over it."""
+    from mvrt.bundled import default_model_path
+
+    bundled = default_model_path()
+    if out.resolve().parent == bundled.resolve().parent:
+        raise UsageError(f"--onnx {out}: would write into mvrt's bundled models ({bundled.parent}); "
+                         f"give an output of your own, e.g. --onnx {bundled.stem}.onnx")
+
+
+def _checkpoint_hint(given: Path) -> str:
+    """For an .onnx: export the checkpoint it came from; the bundled demo's ships beside it."""
+    if given.suffix.lower() != ".onnx":
+        return ""
+    from mvrt.bundled import default_checkpoint_path
+
+    bundled = default_checkpoint_path()
+    return (f", not the ONNX it writes; export the checkpoint the model came from (for the bundled demo model: "
+            f"`mvrt export {shlex.quote(str(bundled))} --onnx {bundled.stem}.onnx`)")
 
 
 def _require_tensorrt() -> None:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from mvrt.api import load_model
-from mvrt.bundled import default_model_path
+from mvrt.bundled import default_checkpoint_path, default_model_path
 from mvrt.cli import main
 from mvrt.config import CLASSES
 from mvrt.standin import generate_standin
@@ -29,3 +29,14 @@ def test_bundled_model_recognises_fresh_stand_in_clips(tmp_path):
     correct = np.mean([a == b for a, b in zip(labels, truth)])
     assert sorted(set(truth)) == sorted(CLASSES)
     assert correct >= 5 / 6, list(zip(truth, labels))
+
+
+def test_the_bundled_checkpoint_on_torch_reads_a_clip_as_the_bundled_onnx_does(clip_10s):
+    """The shipped checkpoint runs on the torch backend and gives the ONNX model's reading."""
+    pytest.importorskip("torch")
+    with load_model(default_checkpoint_path()) as checkpoint, load_model(default_model_path()) as exported:
+        assert (checkpoint.backend, exported.backend) == ("torch", "onnxruntime")
+        assert checkpoint.config == exported.config
+        a, b = checkpoint.classify(clip_10s), exported.classify(clip_10s)
+    assert a.label == b.label
+    np.testing.assert_allclose(a.probabilities, b.probabilities, atol=1e-5)

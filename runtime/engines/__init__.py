@@ -41,7 +41,8 @@ def open_engine(model_path: str | os.PathLike, backend: str = "auto", **kwargs) 
         return OnnxRuntimeEngine(path, **_options("onnxruntime", kwargs))
     if suffix == ".safetensors":
         if backend == "onnxruntime":
-            raise UsageError(f"{path}: onnxruntime needs an ONNX model; export the checkpoint with `mvrt export` or use --backend torch")
+            raise UsageError(f"{path}: onnxruntime needs an ONNX model; export the checkpoint with "
+                             f"`mvrt export {_quote(path)} --onnx {_quote(path.stem + '.onnx')}` or use --backend torch")
         if importlib.util.find_spec("torch") is None:
             raise MissingDependencyError("torch", "torch", f"running the checkpoint {path.name} (or export it to ONNX)")
         from mvrt.runtime.engines.torch_engine import TorchEngine
@@ -57,8 +58,8 @@ def _tensorrt_engine(path: Path, suffix: str, backend: str, kwargs: dict) -> Eng
     TensorRT is looked for, so those errors come first and need no TensorRT.
     """
     if suffix not in _PLAN_SUFFIXES:
-        raise UsageError(f"{path}: the tensorrt backend runs serialized plans ({', '.join(_PLAN_SUFFIXES)}); build one "
-                         "with `mvrt export MODEL --engine model.plan`, or use --backend onnxruntime")
+        raise UsageError(f"{path}: the tensorrt backend runs serialized plans ({', '.join(_PLAN_SUFFIXES)}); "
+                         f"{_plan_hint(path)}, or use --backend onnxruntime")
     if backend not in ("auto", "tensorrt"):
         raise UsageError(f"{path}: a TensorRT plan runs on the tensorrt backend only, not {backend}")
     from mvrt.runtime.engines.tensorrt_engine import TensorRTEngine
@@ -67,6 +68,38 @@ def _tensorrt_engine(path: Path, suffix: str, backend: str, kwargs: dict) -> Eng
     if importlib.util.find_spec("tensorrt") is None and importlib.util.find_spec("tensorrt_lean") is None:
         raise MissingDependencyError("tensorrt", "tensorrt", f"running the TensorRT plan {path.name}")
     return engine
+
+
+def _plan_hint(path: Path) -> str:
+    """How to build a TensorRT plan for `path`: `mvrt export` takes the checkpoint, not its ONNX."""
+    if path.suffix.lower() == ".safetensors":
+        return f"build one with `{_export_command(path)}`"
+    from mvrt.bundled import default_checkpoint_path, default_model_path
+
+    bundled = default_checkpoint_path()
+    if _same_file(path, default_model_path()):
+        return f"build one from its checkpoint with `{_export_command(bundled)}`"
+    return (f"build one from the checkpoint it was exported from with `mvrt export CHECKPOINT.safetensors --onnx "
+            f"model.onnx --engine model.plan` (for the bundled demo model: `{_export_command(bundled)}`)")
+
+
+def _export_command(checkpoint: Path) -> str:
+    """`mvrt export` of `checkpoint` writing the ONNX and the plan into the current folder (never beside it)."""
+    stem = checkpoint.stem
+    return f"mvrt export {_quote(checkpoint)} --onnx {_quote(stem + '.onnx')} --engine {_quote(stem + '.plan')}"
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
+
+
+def _quote(path: str | os.PathLike) -> str:
+    import shlex
+
+    return shlex.quote(str(path))
 
 
 def _options(backend: str, kwargs: dict) -> dict:

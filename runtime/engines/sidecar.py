@@ -161,7 +161,9 @@ def read_sidecar(engine_path: str | os.PathLike) -> EngineSidecar:
     """The sidecar of `engine_path` (ModelError naming the expected path when it is missing)."""
     path = sidecar_path(engine_path)
     if not path.is_file():
-        raise ModelError(f"{engine_path}: its sidecar {path} is missing; rebuild the engine with `mvrt export --engine` "
+        raise ModelError(f"{engine_path}: its sidecar {path} is missing; rebuild the engine with `mvrt export "
+                         f"CHECKPOINT.safetensors --onnx {shlex.quote(_onnx_beside(engine_path, 'fp32'))} "
+                         f"--engine {shlex.quote(str(engine_path))}` "
                          "(mvrt runs only plans it built)")
     size = path.stat().st_size
     if size > _MAX_SIDECAR_BYTES:
@@ -185,13 +187,20 @@ def check_plan_trust(sidecar: EngineSidecar, engine_path: str | os.PathLike, tru
 
 def rebuild_command(sidecar: EngineSidecar, engine_path: str | os.PathLike) -> str:
     """The `mvrt export` command that rebuilds this plan on the running machine."""
-    words = ["mvrt", "export", sidecar.source or "MODEL.safetensors", "--engine", str(engine_path),
+    words = ["mvrt", "export", sidecar.source or "MODEL.safetensors", "--onnx", _onnx_beside(engine_path, sidecar.precision),
+             "--engine", str(engine_path),
              "--batch", str(sidecar.batch), "--precision", sidecar.precision]
     if sidecar.version_compatible:
         words.append("--version-compatible")
     if sidecar.dla_core is not None:
         words += ["--dla-core", str(sidecar.dla_core)]
     return " ".join(shlex.quote(w) for w in words)
+
+
+def _onnx_beside(engine_path: str | os.PathLike, precision: str) -> str:
+    """Where a rebuild writes its ONNX: beside the plan (never over a bundled or installed model)."""
+    path = Path(engine_path)
+    return str(path.with_name(path.stem + (".fp16.onnx" if precision == "fp16" else ".onnx")))
 
 
 def mismatch(sidecar: EngineSidecar, machine: Machine) -> str | None:

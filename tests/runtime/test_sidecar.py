@@ -25,7 +25,7 @@ from mvrt.runtime.engines.sidecar import (
 
 CONFIG = ModelConfig(arch="musicvideo", width=1 / 16, frontend=FrontendConfig(window_seconds=4.0))
 BUILT_ON = Machine(tensorrt_version="10.3.0.30", gpu_name="Orin (nvgpu)", compute_capability="8.7", dla_cores=2)
-REBUILD = r"rebuild it with `mvrt export model\.safetensors --engine \S+x\.plan --batch 1:2:4 --precision fp16`"
+REBUILD = r"rebuild it with `mvrt export model\.safetensors --onnx \S+x\.fp16\.onnx --engine \S+x\.plan --batch 1:2:4 --precision fp16`"
 
 
 @pytest.fixture
@@ -126,7 +126,7 @@ def test_missing_or_broken_sidecar(plan, tmp_path):
     path, _ = plan
     other = tmp_path / "y.engine"
     other.write_bytes(b"plan")
-    with pytest.raises(ModelError, match=r"y\.engine: its sidecar \S+y\.engine\.json is missing"):
+    with pytest.raises(ModelError, match=r"y\.engine: its sidecar \S+y\.engine\.json is missing; rebuild the engine with `mvrt export CHECKPOINT\.safetensors --onnx \S+y\.onnx --engine \S+y\.engine`"):
         read_sidecar(other)
     sidecar_path(path).write_text("{not json")
     with pytest.raises(ModelError, match=r"x\.plan\.json: sidecar is not valid JSON"):
@@ -144,6 +144,8 @@ def test_rebuild_command_quotes_paths_with_spaces(plan, tmp_path):
     sidecar = dataclasses.replace(sidecar, source=str(tmp_path / "my model.safetensors"), dla_core=0)
     command = rebuild_command(sidecar, tmp_path / "out dir" / "m.plan")
     assert f"'{tmp_path / 'my model.safetensors'}'" in command
+    # the rebuilt ONNX goes beside the plan (never over the model the plan came from)
+    assert f"--onnx '{tmp_path / 'out dir' / 'm.fp16.onnx'}' --engine '{tmp_path / 'out dir' / 'm.plan'}'" in command
     assert command.endswith("--precision fp16 --dla-core 0")
 
 

@@ -73,7 +73,7 @@ def test_engine_knows_its_inputs_and_profile_before_loading(unbuilt_plan):
     assert engine.config == CONFIG and engine.input_shapes == CONFIG.input_shapes()
     assert engine.max_batch == 4 and str(engine.profile) == "1:2:4" and engine.device == 0
     with pytest.raises(UsageError, match=r"batch size 5 is outside this engine's profile 1:2:4 \(min:opt:max\).*"
-                       r"mvrt export tiny\.safetensors --engine \S+tiny\.plan --batch 1:2:4 --precision fp32"):
+                       r"mvrt export tiny\.safetensors --onnx \S+tiny\.onnx --engine \S+tiny\.plan --batch 1:2:4 --precision fp32"):
         engine.infer(_feeds(CONFIG, 5))
     with pytest.raises(UsageError, match=r"input 'audio_fast' has shape"):
         engine.infer({**_feeds(CONFIG, 2), "audio_fast": np.zeros((2, 3), np.float32)})
@@ -226,7 +226,7 @@ def test_damaged_plan_with_a_matching_sidecar_is_a_model_error(tmp_path):
         source="tiny.safetensors"))
     engine = open_engine(path, trust_plan_code=True)
     with pytest.raises(ModelError, match=r"damaged\.plan: TensorRT \S+ cannot deserialise the plan: .+; rebuild it with "
-                       r"`mvrt export tiny\.safetensors --engine \S+damaged\.plan --batch 1:2:4 --precision fp32 --version-compatible`") as info:
+                       r"`mvrt export tiny\.safetensors --onnx \S+damaged\.onnx --engine \S+damaged\.plan --batch 1:2:4 --precision fp32 --version-compatible`") as info:
         engine.load()
     assert "\n" not in str(info.value) and engine._state is None
 
