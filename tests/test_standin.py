@@ -39,23 +39,38 @@ def test_flat_layout_has_six_classes_per_split(tmp_path):
 def test_authors_layout_pairs_audio_and_video_by_stem(tmp_path):
     summary = generate_standin(tmp_path, clips_per_class=1, splits=("validation",), layout="authors", **SMALL)
     for label in CLASSES:
-        audio = sorted((tmp_path / "validation" / label / "audio").glob("*.m4a"))
+        audio = sorted((tmp_path / "validation" / label / "audio").glob("*.flac"))
         video = sorted((tmp_path / "validation" / label / "video").glob("*.mp4"))
         assert [p.stem for p in audio] == [p.stem for p in video] and len(audio) == 1
         a, v = probe(audio[0]), probe(video[0])
         assert (a.has_audio, a.has_video, v.has_audio, v.has_video) == (True, False, False, True)
+        assert a.audio_codec == "flac"
     assert summary.clips[0].audio_path != summary.clips[0].video_path
 
 
 def test_same_seed_same_media_other_seed_other_media(tmp_path):
+    """The seed fixes the synthesised media exactly; the encoded files decode to the same media.
+
+    libx264 is not bit-reproducible here: the same frames (identical bytes) encoded in the same
+    process sometimes give another stream (seen with one thread too), so decoded frames are
+    compared to within a few levels, and the synthesised frames and audio exactly.
+    """
+    from mvrt._synth import synth_clip
+    from mvrt.standin import clip_seed
+
+    shape = dict(seconds=1.5, width=64, height=48, fps=10, rate=22050)
+    synth = [synth_clip("Tension", np.random.default_rng(clip_seed(seed, "test", 5, 0)), **shape) for seed in (7, 7, 8)]
+    np.testing.assert_array_equal(synth[0][0], synth[1][0])
+    np.testing.assert_array_equal(synth[0][1], synth[1][1])
+    assert not np.array_equal(synth[0][1], synth[2][1])
     runs = {}
     for name, seed in (("a", 7), ("b", 7), ("c", 8)):
         summary = generate_standin(tmp_path / name, clips_per_class=1, splits=("test",), seed=seed, **SMALL)
         runs[name] = [_decoded(c.video_path) for c in summary.clips]
     for (audio_a, frames_a), (audio_b, frames_b) in zip(runs["a"], runs["b"]):
         np.testing.assert_array_equal(audio_a, audio_b)
-        np.testing.assert_array_equal(frames_a, frames_b)
-    assert not np.array_equal(runs["a"][0][1], runs["c"][0][1])
+        assert np.abs(frames_a.astype(np.int16) - frames_b).mean() < 1.0
+    assert np.abs(runs["a"][0][1].astype(np.int16) - runs["c"][0][1]).mean() > 2.0
     assert not np.array_equal(runs["a"][0][0], runs["c"][0][0])
 
 

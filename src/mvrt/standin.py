@@ -235,7 +235,8 @@ def generate_standin(
     """Write MVED-shaped stand-in clips under `root` (H.264 + AAC).
 
     layout="flat": `<root>/<split>/<Class>/<clip>.mp4` with both streams.
-    layout="authors": `<root>/<split>/<Class>/audio/<clip>.m4a` + `.../video/<clip>.mp4`.
+    layout="authors": `<root>/<split>/<Class>/audio/<clip>.flac` (16-bit FLAC, written with soundfile)
+    + `.../video/<clip>.mp4` (H.264 only).
     """
     from tqdm import tqdm
 
@@ -277,11 +278,24 @@ def _write_marker(root: Path, settings: dict) -> None:
     (root / MARKER_NAME).write_text(json.dumps({"note": note, **settings}, indent=2) + "\n")
 
 
+def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int, subtype: str = "PCM_16") -> Path:
+    """Write `audio` (channels, n) float32 as an audio file with soundfile (format from the suffix)."""
+    import soundfile
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        soundfile.write(str(path), np.ascontiguousarray(np.asarray(audio, np.float32).T), sample_rate, subtype=subtype)
+    except (OSError, RuntimeError, ValueError) as exc:  # soundfile.LibsndfileError is a RuntimeError
+        raise UsageError(f"{path}: cannot write audio ({exc})") from None
+    return path
+
+
 def _write_standin_clip(folder: Path, stem: str, audio, frames, fps, sample_rate, layout) -> tuple[Path, Path]:
     """(audio path, video path): one file with both streams, or the authors' pair."""
     if layout == "flat":
         path = write_clip(folder / f"{stem}.mp4", audio, sample_rate, frames, fps)
         return path, path
-    audio_path = write_clip(folder / "audio" / f"{stem}.m4a", audio, sample_rate, None, fps)
+    audio_path = write_audio(folder / "audio" / f"{stem}.flac", audio, sample_rate)
     video_path = write_clip(folder / "video" / f"{stem}.mp4", None, sample_rate, frames, fps)
     return audio_path, video_path
