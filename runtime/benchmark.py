@@ -59,6 +59,14 @@ def _bench_one(engine, batch: int, warmup: int, iterations: int, clock) -> Bench
                     float(np.percentile(ms, 99)), float(ms.mean()), float(batch / seconds.mean()))
 
 
+def settings_title(setting: dict) -> str:
+    """The table's header line: model, then architecture, backend and precision, then the other settings."""
+    shown = ("model", "arch", "backend", "precision")
+    how = ", ".join(str(setting[k]) for k in shown[1:] if setting.get(k))
+    rest = ", ".join(f"{k}={v}" for k, v in setting.items() if k not in shown and v not in (None, False))
+    return f"mvrt bench: {setting.get('model')} ({how})" + (f"; {rest}" if rest else "")
+
+
 def render_table(rows: Sequence[BenchRow], title: str) -> str:
     lines = [title, f"{'batch':>6} {'p50 ms':>10} {'p90 ms':>10} {'p99 ms':>10} {'mean ms':>10} {'samples/s':>10}"]
     for r in rows:

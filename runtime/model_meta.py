@@ -23,6 +23,8 @@ from mvrt.errors import ModelError
 
 CONFIG_KEY = "mvrt_config"
 CHECKPOINT_SHA_KEY = "checkpoint_sha256"
+PRECISION_KEY = "mvrt_precision"  # written by `mvrt export` (fp32/fp16) and `mvrt calibrate` (int8)
+_FLOAT_DTYPES = {"F32": "fp32", "F16": "fp16", "BF16": "bf16", "F64": "fp64"}
 _MAX_HEADER_BYTES = 100 * 1024 * 1024
 _MAX_METADATA_ENTRY_BYTES = 16 * 1024 * 1024  # one ONNX metadata_props entry (the config is at most 64 KiB)
 # Bytes per element of the safetensors dtypes whose size is whole bytes (others are checked less).
@@ -136,7 +138,7 @@ def describe_model(path: str | os.PathLike) -> dict:
     path = _existing(path)
     config = read_model_config(path)
     body = {k: v for k, v in config.to_dict().items() if k not in ("format", "version")}
-    info = {"path": str(path), "format": path.suffix.lower().lstrip("."), **body}
+    info = {"path": str(path), "format": path.suffix.lower().lstrip("."), "precision": model_precision(path), **body}
     info["inputs"] = {name: ["batch", *shape] for name, shape in config.input_shapes().items()}
     info["output"] = {"logits": ["batch", len(config.classes)]}
     if info["format"] == "safetensors":
@@ -152,6 +154,31 @@ def describe_model(path: str | os.PathLike) -> dict:
     info["size_bytes"] = path.stat().st_size
     info["sha256"] = sha256_file(path)
     return info
+
+
+def model_precision(path: str | os.PathLike) -> str:
+    """fp32, fp16 or int8: an ONNX model's `mvrt_precision` metadata (fp32 when absent, as `export_onnx`
+    writes no key), a plan's sidecar, a checkpoint's weight dtype."""
+    path = _existing(path)
+    suffix = path.suffix.lower()
+    if suffix == ".onnx":
+        return read_onnx_metadata(path).get(PRECISION_KEY, "fp32")
+    if suffix == ".safetensors":
+        return _weights_precision(read_safetensors_header(path))
+    if suffix in (".plan", ".engine", ".trt"):
+        from mvrt.runtime.engines.sidecar import read_sidecar
+
+        return read_sidecar(path).precision
+    raise ModelError(f"{path}: unknown model file type {suffix!r}; expected .onnx, .safetensors or .plan")
+
+
+def _weights_precision(header: dict) -> str:
+    """The float dtype holding most weight elements of a (checked) safetensors header."""
+    elements: dict[str, int] = {}
+    for name, entry in header.items():
+        if name != "__metadata__" and entry["dtype"] in _FLOAT_DTYPES:
+            elements[entry["dtype"]] = elements.get(entry["dtype"], 0) + math.prod(entry["shape"])
+    return _FLOAT_DTYPES[max(elements, key=elements.get)] if elements else "fp32"
 
 
 def _count_parameters(header: dict) -> int:

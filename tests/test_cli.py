@@ -18,11 +18,13 @@ def run(capsys, *argv):
 
 
 def test_infer_table_shows_windows_video_label_and_provenance(capsys, tiny_models, clip_10s):
-    code, out, err = run(capsys, "infer", clip_10s, "--model", tiny_models["slowfast"].onnx, "--quiet")
+    model = tiny_models["slowfast"].onnx
+    code, out, err = run(capsys, "infer", clip_10s, "--model", model, "--quiet")
     assert code == 0, err
     assert f"== {clip_10s}" in out
     assert out.count("\n   ") >= 4  # header + 3 windows + video row
-    assert "trained on: nothing: random initialisation (test model)" in out
+    assert out.splitlines()[-1] == (f"-- model: {model} (slowfast, onnxruntime, fp32); "
+                                    "trained on: nothing: random initialisation (test model)")
 
 
 def test_infer_json_is_machine_clean_and_consistent(capsys, tiny_models, clip_10s):
@@ -33,10 +35,23 @@ def test_infer_json_is_machine_clean_and_consistent(capsys, tiny_models, clip_10
     assert "window" in err
     (video,) = doc["videos"]
     assert doc["model"]["arch"] == "slowfast" and doc["model"]["backend"] == "onnxruntime"
+    assert doc["model"]["precision"] == "fp32"
     assert len(video["windows"]) == 3
-    mean = np.mean([list(w["probabilities"].values()) for w in video["windows"]], axis=0)
-    np.testing.assert_allclose(list(video["probabilities"].values()), mean, atol=1e-5)
+    probabilities = np.array([list(w["probabilities"].values()) for w in video["windows"]])
+    weights = _seconds_alone([(w["start_seconds"], w["end_seconds"]) for w in video["windows"]])
+    assert weights == pytest.approx([4.0, 3.0, 3.0], abs=1e-3)  # 0-4, 4-8, 6-10: 6-8 is shared
+    np.testing.assert_allclose(list(video["probabilities"].values()), weights @ probabilities / weights.sum(),
+                               atol=1e-5)
     assert video["label"] == max(video["probabilities"], key=video["probabilities"].get)
+
+
+def _seconds_alone(spans, step: float = 1e-3) -> np.ndarray:
+    """Seconds each window stands for, counted on a fine grid (a shared instant split equally)."""
+    end = max(e for _, e in spans)
+    t = np.arange(0.0, end, step) + step / 2
+    inside = np.array([(t >= s) & (t < e) for s, e in spans], dtype=float)
+    covering = inside.sum(axis=0)
+    return (inside / np.where(covering > 0, covering, 1)).sum(axis=1) * step
 
 
 def test_infer_jsonl_streams_one_event_per_line(capsys, tiny_models, clip_10s):
@@ -47,6 +62,8 @@ def test_infer_jsonl_streams_one_event_per_line(capsys, tiny_models, clip_10s):
     assert [e["type"] for e in events].count("window") == 6
     assert [e["type"] for e in events].count("video") == 2
     assert events[0]["type"] == "model"
+    assert (events[0]["backend"], events[0]["precision"]) == ("onnxruntime", "fp32")
+    assert events[0]["trained_on"] == "nothing: random initialisation (test model)"
 
 
 def test_infer_csv_has_a_row_per_window_and_video(capsys, tiny_models, clip_10s, tmp_path):
@@ -56,6 +73,8 @@ def test_infer_csv_has_a_row_per_window_and_video(capsys, tiny_models, clip_10s,
     assert code == 0 and out == ""
     rows = list(csv.DictReader(io.StringIO(target.read_text())))
     assert [r["kind"] for r in rows] == ["window"] * 3 + ["video"]
+    assert {r["trained_on"] for r in rows} == {"nothing: random initialisation (test model)"}
+    assert {r["audio_path"] for r in rows} == {""}  # one muxed file
     for row in rows[:3]:
         assert sum(float(row[c]) for c in ("Excited", "Fear", "Neutral", "Relaxation", "Sad", "Tension")) == pytest.approx(1.0, abs=1e-4)
 
@@ -91,13 +110,30 @@ def test_folders_expand_to_their_video_files(capsys, tiny_models, clip_10s, tmp_
     assert "1 of 4 input(s) failed" in err
 
 
-def test_plot_draws_one_panel_per_video(capsys, tiny_models, clip_10s, tmp_path):
+def test_a_plot_suffix_it_cannot_draw_is_refused_before_any_work(capsys, tiny_models, clip_10s, tmp_path):
+    code, out, err = run(capsys, "infer", clip_10s, "--model", tiny_models["slowfast"].onnx,
+                         "--plot", tmp_path / "curves.xyz", "-q")
+    assert code == 2 and out == "" and "cannot draw a plot as .xyz; use .png, .pdf or .svg" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "curves.xyz").exists()
+
+
+def test_plot_draws_one_panel_per_video_and_says_where(capsys, tiny_models, clip_10s, tmp_path):
     image = pytest.importorskip("matplotlib.image")
-    one, two = tmp_path / "one.png", tmp_path / "two.png"
-    run(capsys, "infer", clip_10s, "--model", tiny_models["slowfast"].onnx, "--plot", one, "-q")
-    run(capsys, "infer", clip_10s, clip_10s, "--model", tiny_models["slowfast"].onnx, "--plot", two, "-q")
-    h1, h2 = image.imread(one).shape[0], image.imread(two).shape[0]
-    assert h2 == pytest.approx(2 * h1, rel=0.05)
+    one, two, sig = tmp_path / "one.png", tmp_path / "two.png", tmp_path / "sigmoids.png"
+    model = tiny_models["slowfast"].onnx
+    code, _, err = run(capsys, "infer", clip_10s, "--model", model, "--plot", one, "-q")
+    assert code == 0 and f"mvrt: wrote plot {one}" in err.splitlines()
+    run(capsys, "infer", clip_10s, clip_10s, "--model", model, "--plot", two, "-q")
+    assert image.imread(two).shape[0] > 1.3 * image.imread(one).shape[0]  # a second panel below the first
+    code, _, err = run(capsys, "infer", clip_10s, "--model", model, "--plot", sig, "--plot-sigmoids", "-q")
+    assert code == 0 and f"mvrt: wrote plot {sig}" in err
+    assert sig.read_bytes() != one.read_bytes()  # sigmoid curves, not the softmax ones
+
+
+def test_plot_sigmoids_needs_a_plot(capsys, tiny_models, clip_10s):
+    code, out, err = run(capsys, "infer", clip_10s, "--model", tiny_models["slowfast"].onnx, "--plot-sigmoids")
+    assert code == 2 and out == ""
+    assert err == "mvrt: error: --plot-sigmoids changes what --plot draws; add --plot PNG\n"
 
 
 def test_features_writes_the_tensors_the_engine_sees(capsys, tiny_models, clip_10s, tmp_path):
@@ -122,6 +158,9 @@ def test_info_shows_model_metadata(capsys, tiny_models):
     assert code == 0
     info = json.loads(out)
     assert info["arch"] == "slowfast" and info["trained_on"].startswith("nothing")
+    assert info["precision"] == "fp32"
+    code, out, _ = run(capsys, "info", tiny_models["slowfast"].onnx)
+    assert code == 0 and "precision: fp32" in out.splitlines()[2]
 
 
 def test_missing_model_is_one_line_error(capsys, clip_10s, tmp_path):
@@ -142,7 +181,7 @@ def test_init_model_writes_a_labelled_checkpoint_and_onnx(capsys, tmp_path):
     for path in (ckpt, onnx_path):
         code, out, _ = run(capsys, "info", path, "--json")
         info = json.loads(out)
-        assert (info["arch"], info["width"], info["mmtm"]) == ("musicvideo", 0.0625, False)
+        assert (info["arch"], info["width"], info["mmtm"], info["precision"]) == ("musicvideo", 0.0625, False, "fp32")
         assert "random initialisation" in info["trained_on"]
 
 
@@ -173,6 +212,7 @@ def test_info_on_a_plan_reads_its_sidecar(capsys, tiny_models, tmp_path):
     info = json.loads(out)
     assert info["arch"] == "slowfast" and info["format"] == "plan"
     assert info["engine"]["precision"] == "fp16" and info["engine"]["batch"] == {"min": 1, "opt": 4, "max": 8}
+    assert info["precision"] == "fp16"
 
 
 def test_a_stalled_input_times_out_and_the_next_one_runs(capsys, tiny_models, clip_10s, tmp_path):

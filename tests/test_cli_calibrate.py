@@ -2,8 +2,6 @@
 
 import json
 
-import pytest
-
 from mvrt.cli import main
 
 
@@ -26,7 +24,11 @@ def test_calibrate_json_then_infer_with_the_int8_model(calib_data, tmp_path, cap
     clip = next(p for p in sorted((root / "validation").rglob("*.mp4")))
     code, out, err = run(capsys, "infer", clip, "--model", out_model, "--format", "json", "-q")
     assert code == 0, err
-    assert json.loads(out)["videos"][0]["label"] in model.config.classes
+    doc = json.loads(out)
+    assert doc["videos"][0]["label"] in model.config.classes
+    assert (doc["model"]["backend"], doc["model"]["precision"]) == ("onnxruntime", "int8")
+    code, out, _ = run(capsys, "info", out_model, "--json")
+    assert code == 0 and json.loads(out)["precision"] == "int8"
 
 
 def test_usage_errors_are_one_line(calib_data, tmp_path, capsys):
@@ -44,11 +46,27 @@ def test_usage_errors_are_one_line(calib_data, tmp_path, capsys):
 
 
 def test_count_options_name_their_bound(calib_data, capsys):
-    """argparse's own exit (status 2) with the bound in its one-line message."""
+    """Usage errors of the option parser: exit 2, one line naming the option, its bound and the help."""
     root, model = calib_data
     cases = [("--latency-rounds", "-1", "must be 0 or more, got -1"), ("--samples", "0", "must be at least 1, got 0"),
-             ("--sensitivity-samples", "two", "expected an integer, got 'two'")]
+             ("--sensitivity-samples", "two", "expected an integer, got 'two'"),
+             ("--sensitivity", "half", "'half' is not one of 'fast', 'full'"),
+             ("--sensitivity-top", "0", "must be at least 1, got 0")]
     for option, value, message in cases:
-        with pytest.raises(SystemExit) as exit_info:
-            main(["calibrate", str(model.onnx), "--data", str(root), option, value])
-        assert exit_info.value.code == 2 and f"argument {option}: {message}" in capsys.readouterr().err
+        assert main(["calibrate", str(model.onnx), "--data", str(root), option, value]) == 2
+        err = capsys.readouterr().err
+        assert err == f"mvrt: error: invalid value for {option}: {message}; see `mvrt calibrate --help`\n"
+
+
+def test_exclude_is_repeatable_and_sensitivity_is_passed_on(calib_data, tmp_path, capsys):
+    root, model = calib_data
+    code, _, err = run(capsys, "calibrate", model.onnx, "--data", root, "--exclude", "/nope", "--exclude", "/nix",
+                       "--samples", "2", "--cache", tmp_path / "cache", "-q")
+    assert code == 2 and "excluded: /nope, /nix" in err
+    assert "sensitivity: fast (proxy ranking, the worst 16 measured on 8 clips)" in err
+    code, _, err = run(capsys, "calibrate", model.onnx, "--data", root, "--exclude", "/nope", "--samples", "2",
+                       "--sensitivity", "full", "--cache", tmp_path / "cache", "-q")
+    assert code == 2 and "sensitivity: full (every layer measured on 8 clips)" in err
+    code, _, err = run(capsys, "calibrate", model.onnx, "--data", root, "--exclude", "/nope", "--samples", "2",
+                       "--sensitivity-top", "3", "--cache", tmp_path / "cache", "-q")
+    assert code == 2 and "the worst 3 measured" in err

@@ -6,8 +6,10 @@ import importlib.util
 
 import pytest
 
+from mvrt._cli_app import build_command
 from mvrt._cli_engine import engine_options
-from mvrt.cli import build_parser, main
+from mvrt._cli_types import Args
+from mvrt.cli import main
 from mvrt.config import FrontendConfig, ModelConfig
 from mvrt.errors import ModelError, UsageError
 from mvrt.runtime.engines.sidecar import BatchProfile, EngineSidecar, write_sidecar
@@ -28,7 +30,9 @@ def _plan(tmp_path, name: str = "m.plan", version_compatible: bool = False):
 
 
 def _options(*argv: str) -> dict:
-    return engine_options(build_parser().parse_args(["infer", "clip.mp4", *argv]))
+    """The engine options of `mvrt infer clip.mp4 ARGV`, parsed as the CLI parses them."""
+    ctx = build_command().commands["infer"].make_context("infer", ["clip.mp4", *argv])
+    return engine_options(Args(ctx.params))
 
 
 @pytest.mark.parametrize("name", ["m.plan", "m.engine", "m.trt"])

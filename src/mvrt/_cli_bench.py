@@ -1,47 +1,73 @@
 """`mvrt bench`: engine latency percentiles and throughput per batch size."""
 
-from __future__ import annotations
-
 import json
 import sys
+from typing import Annotated, Optional
 
-from mvrt._cli_engine import add_engine_options, engine_options, positive_int
+import typer
+
+from mvrt._cli_engine import (
+    Backend, CudaGraphs, Device, Precision, Threads, TrustPlanCode, engine_options, run_precision,
+)
+from mvrt._cli_types import NON_NEGATIVE_INT, POSITIVE_INT, Args, choice, int_list
+
+DEFAULT_BATCH_SIZES = [1, 8]
+
+BENCH_HELP = """Time an engine on synthetic input.
+
+Latency percentiles and throughput of one model on one backend, per batch size, on seeded
+synthetic inputs of the model's shapes (no decoding or front-end: see bench/bench_pipeline.py
+for the whole pipeline). Times include the copy of the logits back to the host.
+
+Examples:
+  # ONNX Runtime on the CPU, batches of 1 and 8
+  mvrt bench --model m.onnx
+  # three batch sizes (comma-separated or repeated), four threads
+  mvrt bench --model m.onnx --batch-size 1,4,16 --threads 4
+  # torch on a GPU in fp16 (add --cuda-graphs to replay a captured graph)
+  mvrt bench --model m.safetensors --device cuda --precision fp16
+  # a TensorRT plan, the numbers as JSON
+  mvrt bench --model m.plan --format json > bench.json
+
+Exit status: 0 measured, 1 the model failed, 2 bad usage.
+"""
 
 
-def add_bench(sub) -> None:
-    p = sub.add_parser(
-        "bench",
-        help="time an engine on synthetic input",
-        description="Latency percentiles and throughput of one model on one backend, per batch size, "
-        "on seeded synthetic inputs of the model's shapes (no decoding or front-end: see "
-        "bench/bench_pipeline.py for the whole pipeline). Times include the copy of the logits "
-        "back to the host.",
-    )
-    p.add_argument("--model", required=True, help=".onnx, .safetensors or .plan")
-    add_engine_options(p)
-    p.add_argument("--batch-size", type=positive_int, nargs="+", default=[1, 8], metavar="N", help="batch sizes (default: 1 8)")
-    p.add_argument("--warmup", type=int, default=3, metavar="N", help="untimed calls per batch size (default: 3)")
-    p.add_argument("--iterations", type=positive_int, default=20, metavar="N", help="timed calls per batch size (default: 20)")
-    p.add_argument("--format", default="table", choices=("table", "json"))
-    p.set_defaults(handler=run_bench)
+def bench(
+    model: Annotated[str, typer.Option("--model", metavar="FILE", show_default=False,
+                                       help="model to time: .onnx, .safetensors or .plan")],
+    batch_size: Annotated[Optional[list[str]], typer.Option(
+        "--batch-size", metavar="N,...", show_default="1,8",
+        help="batch sizes: comma-separated, or the option repeated")] = None,
+    warmup: Annotated[int, typer.Option("--warmup", click_type=NON_NEGATIVE_INT, metavar="N",
+                                        help="untimed calls per batch size")] = 3,
+    iterations: Annotated[int, typer.Option("--iterations", click_type=POSITIVE_INT, metavar="N",
+                                            help="timed calls per batch size")] = 20,
+    format: Annotated[str, typer.Option("--format", click_type=choice("table", "json"),
+                                        help="table for people, json (settings and rows) for programs")] = "table",
+    backend: Backend = "auto",
+    device: Device = None,
+    precision: Precision = None,
+    cuda_graphs: CudaGraphs = False,
+    threads: Threads = None,
+    trust_plan_code: TrustPlanCode = False,
+) -> int:
+    return run_bench(Args(locals()))
 
 
 def run_bench(args) -> int:
-    from mvrt.runtime.benchmark import bench_engine, render_table
+    from mvrt.runtime.benchmark import bench_engine, render_table, settings_title
     from mvrt.runtime.engines import open_engine
 
+    sizes = int_list(args.batch_size, "--batch-size", DEFAULT_BATCH_SIZES)
     options = engine_options(args)
     with open_engine(args.model, backend=args.backend, **options) as engine:
-        rows = bench_engine(engine, args.batch_size, warmup=args.warmup, iterations=args.iterations)
-        setting = {"model": args.model, "backend": engine.name, "arch": engine.config.arch,
-                   "width": engine.config.width, **{k: v for k, v in options.items()},
-                   "providers": getattr(engine, "providers", None)}
+        rows = bench_engine(engine, sizes, warmup=args.warmup, iterations=args.iterations)
+        setting = {"model": args.model, "backend": engine.name,
+                   "precision": run_precision(args.model, engine.name, options), "arch": engine.config.arch,
+                   "width": engine.config.width, **options, "providers": getattr(engine, "providers", None)}
     if args.format == "json":
         print(json.dumps({"settings": setting, "rows": [r.to_dict() for r in rows]}, indent=2, default=str))
     else:
-        shown = ", ".join(f"{k}={v}" for k, v in setting.items() if v not in (None, False))
-        sys.stdout.write(render_table(rows, f"mvrt bench: {shown}"))
+        sys.stdout.write(render_table(rows, settings_title(setting)))
     return 0
-
-
-

@@ -1,69 +1,123 @@
 """`mvrt calibrate`: FP32 ONNX + MVED -> symmetric INT8 Q/DQ ONNX, a report, optionally a TensorRT plan."""
 
-from __future__ import annotations
-
 import json
 import sys
+from typing import Annotated, Optional
 
-from mvrt._cli_output import add_progress_options, progress_wanted
-from mvrt._cli_engine import non_negative_int, positive_int
-from mvrt._cli_export import add_tensorrt_options, tensorrt_settings
+import typer
+
+from mvrt._cli_export import Batch, DlaCore, Engine, TimingCache, VersionCompatible, WorkspaceGib, tensorrt_settings
+from mvrt._cli_output import Progress, Quiet, progress_wanted
+from mvrt._cli_types import NON_NEGATIVE_INT, POSITIVE_INT, Args, choice
 
 EXIT_OK = 0
+REPORT_PANEL = "What the report measures"
+
+CALIBRATE_HELP = """INT8-quantise an FP32 ONNX model on MVED clips and report what it costs.
+
+Draws calibration clips evenly across the six classes from DATA_ROOT/<split>, computes their
+front-end tensors (cached and resumable), and writes a symmetric INT8 Q/DQ ONNX model
+(per-channel weights, zero points 0; Conv/Gemm/MatMul inputs quantised, the rest FP32) that
+TensorRT 10/11 and ONNX Runtime both run. The report compares INT8 with FP32 on the validation
+split (top-1 agreement, accuracy, macro-F1, ROC-AUC, |Δprobability|), ranks layers by
+sensitivity (keep the worst in FP32 with --exclude), and times INT8 against FP32 on ONNX
+Runtime CPU.
+
+Examples:
+  # -> model.int8.onnx and model.int8.report.json, the report on stdout
+  mvrt calibrate model.onnx --data MVED
+  # one range method, the stem kept in FP32
+  mvrt calibrate model.onnx --data MVED --method entropy --exclude '/stem/*'
+  # measure every layer's sensitivity (slow), and build a TensorRT plan
+  mvrt calibrate model.onnx --data MVED --sensitivity full --engine m.plan
+  # the bundled demo model, on stand-in clips
+  mvrt standin cal --clips-per-class 2 --splits train,validation
+  onnx=$(python -c 'import mvrt.bundled as b; print(b.default_model_path())')
+  mvrt calibrate "$onnx" --data cal --out demo.int8.onnx
+
+Exit status: 0 written, 1 a model, clip or build failed, 2 bad usage.
+"""
 
 
-def add_calibrate(sub) -> None:
-    p = sub.add_parser(
-        "calibrate", help="INT8-quantise an FP32 ONNX model on MVED clips and report what it costs",
-        description="Draw calibration clips evenly across the six classes from DATA_ROOT/<split>, compute their "
-        "front-end tensors (cached and resumable), and write a symmetric INT8 Q/DQ ONNX model (per-channel "
-        "weights, zero points 0; Conv/Gemm/MatMul inputs quantised, the rest FP32) that TensorRT 10/11 and "
-        "ONNX Runtime both run. The report compares INT8 with FP32 on the validation split (top-1 agreement, "
-        "accuracy, macro-F1, ROC-AUC, |Δprobability|), ranks layers by sensitivity (keep the worst in FP32 "
-        "with --exclude), and times INT8 against FP32 on ONNX Runtime CPU.",
-        epilog="example: mvrt calibrate model.onnx --data MVED --method auto --exclude '/stem/*' --engine model.int8.plan")
-    p.add_argument("model", metavar="MODEL.onnx", help="FP32 ONNX model from `mvrt export`")
-    p.add_argument("--data", required=True, metavar="DATA_ROOT", help="MVED-shaped folder with train/validation splits")
-    p.add_argument("--split", default="train", help="split to calibrate on (default: train)")
-    p.add_argument("--validation-split", default="validation", metavar="SPLIT",
-                   help="split the report is measured on (default: validation)")
-    p.add_argument("--samples", type=positive_int, default=512, metavar="N", help="calibration clips, even across classes (default: 512)")
-    p.add_argument("--method", default="auto", metavar="minmax|entropy|percentile|auto",
-                   help="activation range method; auto tries all and keeps the best by agreement (default: auto)")
-    p.add_argument("--exclude", nargs="+", default=[], metavar="LAYER",
-                   help="node names (or globs like '/stem/*') to keep in FP32; the report lists the sensitive ones")
-    p.add_argument("--out", default=None, metavar="OUT.onnx", help="INT8 model (default: MODEL with .int8.onnx)")
-    p.add_argument("--batch-size", type=positive_int, default=8, metavar="N", help="clips per run (default: 8)")
-    p.add_argument("--sensitivity-samples", type=non_negative_int, default=8, metavar="N",
-                   help="validation clips for the per-layer sensitivity list; 0 skips it (default: 8)")
-    p.add_argument("--latency-rounds", type=non_negative_int, default=5, metavar="N",
-                   help="alternating timed calls, INT8 against FP32 on ONNX Runtime CPU; 0 skips (default: 5)")
-    p.add_argument("--quantizer", default="onnxruntime", choices=("onnxruntime", "modelopt"),
-                   help="who inserts the Q/DQ nodes (default: onnxruntime; modelopt needs nvidia-modelopt)")
-    p.add_argument("--threads", type=positive_int, default=None, metavar="N", help="ONNX Runtime threads (default: physical cores)")
-    p.add_argument("--cache", default=None, metavar="DIR", help="feature cache (default: DATA_ROOT/.mvrt-cache)")
-    p.add_argument("--format", default="table", choices=("table", "json"), help="report on stdout (default: table)")
-    add_progress_options(p)
-    add_tensorrt_options(p, "also build a TensorRT plan from the INT8 model (+ OUT.plan.json)")
-    p.set_defaults(handler=run_calibrate)
+def calibrate(
+    model: Annotated[str, typer.Argument(metavar="MODEL.onnx", show_default=False,
+                                         help="FP32 ONNX model from `mvrt export`")],
+    data: Annotated[str, typer.Option("--data", metavar="DATA_ROOT", show_default=False,
+                                      help="MVED-shaped folder with train/validation splits")],
+    split: Annotated[str, typer.Option("--split", metavar="SPLIT", help="split to calibrate on")] = "train",
+    validation_split: Annotated[str, typer.Option(
+        "--validation-split", metavar="SPLIT", rich_help_panel=REPORT_PANEL,
+        help="split the report is measured on")] = "validation",
+    samples: Annotated[int, typer.Option("--samples", click_type=POSITIVE_INT, metavar="N",
+                                         help="calibration clips, even across classes")] = 512,
+    method: Annotated[str, typer.Option(
+        "--method", metavar="minmax|entropy|percentile|auto",
+        help="activation range method; auto tries all and keeps the best by agreement")] = "auto",
+    exclude: Annotated[Optional[list[str]], typer.Option(
+        "--exclude", metavar="LAYER", show_default="none",
+        help="node name (or glob like '/stem/*') to keep in FP32; repeatable; the report lists the sensitive "
+        "ones")] = None,
+    out: Annotated[Optional[str], typer.Option("--out", metavar="OUT.onnx", show_default="MODEL with .int8.onnx",
+                                               help="INT8 model")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", click_type=POSITIVE_INT, metavar="N",
+                                            help="clips per run")] = 8,
+    sensitivity: Annotated[str, typer.Option(
+        "--sensitivity", click_type=choice("fast", "full"), rich_help_panel=REPORT_PANEL,
+        help="fast: rank layers with a one-pass proxy, then measure the top --sensitivity-top; "
+        "full: measure every layer (slow)")] = "fast",
+    sensitivity_top: Annotated[int, typer.Option(
+        "--sensitivity-top", click_type=POSITIVE_INT, metavar="N", rich_help_panel=REPORT_PANEL,
+        help="layers measured after the fast ranking")] = 16,
+    sensitivity_samples: Annotated[int, typer.Option(
+        "--sensitivity-samples", click_type=NON_NEGATIVE_INT, metavar="N", rich_help_panel=REPORT_PANEL,
+        help="validation clips for the per-layer sensitivity list; 0 skips it")] = 8,
+    latency_rounds: Annotated[int, typer.Option(
+        "--latency-rounds", click_type=NON_NEGATIVE_INT, metavar="N", rich_help_panel=REPORT_PANEL,
+        help="alternating timed calls, INT8 against FP32 on ONNX Runtime CPU; 0 skips")] = 5,
+    quantizer: Annotated[str, typer.Option(
+        "--quantizer", click_type=choice("onnxruntime", "modelopt"),
+        help="who inserts the Q/DQ nodes (modelopt needs nvidia-modelopt)")] = "onnxruntime",
+    threads: Annotated[Optional[int], typer.Option("--threads", click_type=POSITIVE_INT, metavar="N",
+                                                   show_default="physical cores",
+                                                   help="ONNX Runtime threads")] = None,
+    cache: Annotated[Optional[str], typer.Option("--cache", metavar="DIR", show_default="DATA_ROOT/.mvrt-cache",
+                                                 help="feature cache")] = None,
+    format: Annotated[str, typer.Option("--format", click_type=choice("table", "json"),
+                                        help="the report on stdout")] = "table",
+    engine: Engine = None,
+    batch: Batch = None,
+    workspace_gib: WorkspaceGib = None,
+    timing_cache: TimingCache = None,
+    version_compatible: VersionCompatible = False,
+    dla_core: DlaCore = None,
+    progress: Progress = None,
+    quiet: Quiet = False,
+) -> int:
+    return run_calibrate(Args(locals()))
+
+
+def _settings(args):
+    """The CalibrationSettings of the flags (each flag one field)."""
+    from pathlib import Path
+
+    from mvrt.calibration.settings import CalibrationSettings
+
+    return CalibrationSettings(
+        split=args.split, validation_split=args.validation_split, samples=args.samples, method=args.method.lower(),
+        exclude=tuple(args.exclude or ()), batch_size=args.batch_size, sensitivity_samples=args.sensitivity_samples,
+        sensitivity=args.sensitivity, sensitivity_top=args.sensitivity_top, latency_rounds=args.latency_rounds,
+        quantizer=args.quantizer, threads=args.threads, cache_dir=Path(args.cache) if args.cache else None)
 
 
 def run_calibrate(args) -> int:
-    from pathlib import Path
-
-    from mvrt.calibration.pipeline import calibrate
+    from mvrt.calibration.pipeline import calibrate as calibrate_model
     from mvrt.calibration.report import render_report
-    from mvrt.calibration.settings import CalibrationSettings
 
-    settings = CalibrationSettings(
-        split=args.split, validation_split=args.validation_split, samples=args.samples, method=args.method.lower(),
-        exclude=tuple(args.exclude), batch_size=args.batch_size, sensitivity_samples=args.sensitivity_samples,
-        latency_rounds=args.latency_rounds, quantizer=args.quantizer, threads=args.threads,
-        cache_dir=Path(args.cache) if args.cache else None)
+    settings = _settings(args)
     tensorrt = tensorrt_settings(args, "int8")
     print(f"mvrt calibrate: {args.model}: {settings.describe()}", file=sys.stderr)
-    result = calibrate(args.model, args.data, settings, out=args.out, engine=args.engine, tensorrt=tensorrt,
-                       progress=progress_wanted(args))
+    result = calibrate_model(args.model, args.data, settings, out=args.out, engine=args.engine, tensorrt=tensorrt,
+                             progress=progress_wanted(args))
     if args.format == "json":
         print(json.dumps(result.report.to_dict(), indent=2))
     else:

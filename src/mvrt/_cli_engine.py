@@ -1,62 +1,41 @@
-"""Argument helpers shared by sub-commands: number types, and engine flags -> engine keyword arguments."""
+"""Engine options shared by infer, bench and evaluate, and the flags -> engine keyword arguments."""
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
+from typing import Annotated, Optional
 
+import typer
+
+from mvrt._cli_types import POSITIVE_INT, choice
 from mvrt.errors import UsageError
 
 BACKEND_CHOICES = ("auto", "onnxruntime", "torch", "tensorrt")
 _BY_SUFFIX = {".onnx": "onnxruntime", ".safetensors": "torch", ".plan": "tensorrt", ".engine": "tensorrt",
               ".trt": "tensorrt"}
 TRUST_FLAG = "--trust-plan-code"
+ENGINE_PANEL = "Engine"
 
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    """A whole number >= 0 (0 switches a measurement off)."""
-    return _int_at_least(text, 0, "must be 0 or more")
-
-
-def positive_int(text: str) -> int:
-    return _int_at_least(text, 1, "must be at least 1")
-
-
-def _int_at_least(text: str, minimum: int, too_small: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < minimum:
-        raise argparse.ArgumentTypeError(f"{too_small}, got {text}")
-    return value
-
-
-def add_engine_options(parser) -> None:
-    parser.add_argument("--backend", default="auto", choices=BACKEND_CHOICES,
-                        help="inference backend (default: by file type: .onnx -> onnxruntime, "
-                        ".safetensors -> torch, .plan -> tensorrt)")
-    parser.add_argument("--device", default=None, choices=("cpu", "cuda"),
-                        help="onnxruntime: CPU or CUDA execution provider; torch: device (default: cpu)")
-    parser.add_argument("--precision", default=None, choices=("fp32", "fp16"),
-                        help="torch only: compute precision on CUDA (ONNX models carry theirs in the graph)")
-    parser.add_argument("--cuda-graphs", action="store_true",
-                        help="torch on CUDA only: capture and replay a CUDA graph per batch size")
-    parser.add_argument("--threads", type=positive_int, default=None, metavar="N",
-                        help="CPU threads for the engine (default: the backend's choice)")
-    parser.add_argument(TRUST_FLAG, action="store_true",
-                        help="tensorrt only: allow a version-compatible plan, whose embedded TensorRT host code "
-                        "runs inside mvrt; give it only for plans from a source you trust (default: refuse them)")
+Backend = Annotated[str, typer.Option(
+    "--backend", click_type=choice(*BACKEND_CHOICES), metavar="NAME", rich_help_panel=ENGINE_PANEL,
+    help="inference backend: auto, onnxruntime, torch or tensorrt; auto picks by file type (.onnx -> onnxruntime, "
+    ".safetensors -> torch, .plan -> tensorrt)")]
+Device = Annotated[Optional[str], typer.Option(
+    "--device", click_type=choice("cpu", "cuda"), rich_help_panel=ENGINE_PANEL, show_default="cpu",
+    help="onnxruntime: CPU or CUDA execution provider; torch: the device")]
+Precision = Annotated[Optional[str], typer.Option(
+    "--precision", click_type=choice("fp32", "fp16"), rich_help_panel=ENGINE_PANEL, show_default="fp32",
+    help="torch only: compute precision on CUDA (ONNX models and plans carry theirs in the graph)")]
+CudaGraphs = Annotated[bool, typer.Option(
+    "--cuda-graphs", rich_help_panel=ENGINE_PANEL, show_default=False,
+    help="torch on CUDA only: capture and replay a CUDA graph per batch size")]
+Threads = Annotated[Optional[int], typer.Option(
+    "--threads", click_type=POSITIVE_INT, metavar="N", rich_help_panel=ENGINE_PANEL,
+    show_default="the backend's choice", help="CPU threads for the engine")]
+TrustPlanCode = Annotated[bool, typer.Option(
+    TRUST_FLAG, rich_help_panel=ENGINE_PANEL, show_default="refuse them",
+    help="tensorrt only: allow a version-compatible plan, whose embedded TensorRT host code runs inside mvrt; "
+    "give it only for plans from a source you trust")]
 
 
 def resolve_backend(model: str, backend: str) -> str:
@@ -66,7 +45,11 @@ def resolve_backend(model: str, backend: str) -> str:
 
 
 def engine_options(args) -> dict:
-    """Keyword arguments for `open_engine`, refusing flags the chosen backend cannot honour."""
+    """Keyword arguments for `open_engine`, refusing flags the chosen backend cannot honour.
+
+    `args` has the attributes model, backend, device, precision, cuda_graphs, threads and
+    (optionally) trust_plan_code.
+    """
     backend = resolve_backend(args.model, args.backend)
     options: dict = {}
     trusted = getattr(args, "trust_plan_code", False)
@@ -89,6 +72,15 @@ def engine_options(args) -> dict:
         _check_plan_trust(args.model, trusted)
         options["trust_plan_code"] = trusted
     return options
+
+
+def run_precision(model: str, backend: str, options: dict) -> str:
+    """The precision a run computes in: the torch engine's option, else what the artifact says."""
+    if backend == "torch":
+        return options.get("precision", "fp32")
+    from mvrt.runtime.model_meta import model_precision
+
+    return model_precision(model)
 
 
 def _check_plan_trust(model: str, trusted: bool) -> None:

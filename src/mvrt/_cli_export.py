@@ -1,48 +1,76 @@
 """`mvrt export`: checkpoint -> checked ONNX (FP32 / FP16) -> optional TensorRT plan."""
 
-from __future__ import annotations
-
 import sys
+from typing import Annotated, Optional
 
+import typer
+
+from mvrt._cli_types import Args
 from mvrt.errors import UsageError
 
 EXIT_OK = 0
+TENSORRT_PANEL = "TensorRT engine (needs pip install 'mvrt\\[tensorrt]' and a GPU)"
 _TENSORRT_FLAGS = ("--batch", "--workspace-gib", "--timing-cache", "--version-compatible", "--dla-core")
 
-
-def add_export(sub) -> None:
-    p = sub.add_parser(
-        "export",
-        help="export a checkpoint to checked ONNX (fp32/fp16) and optionally a TensorRT plan",
-        description="Export a .safetensors checkpoint to a single-file ONNX model (opset >= 18, dynamic "
-        "batch, config and checkpoint sha256 in its metadata), check it (ONNX checker, every op against "
-        "TensorRT's ONNX parser), and print its parity with torch on a seeded random batch run on ONNX "
-        "Runtime CPU. --precision fp16 converts the graph itself (sensitive ops stay fp32; inputs and "
-        "logits stay fp32). A model that fails a check is not written. INT8 comes from `mvrt calibrate`.",
-    )
-    p.add_argument("checkpoint", metavar="CHECKPOINT", help="trained model (.safetensors)")
-    p.add_argument("--onnx", default=None, metavar="OUT.onnx",
-                   help="ONNX output (default: CHECKPOINT with .onnx, or .fp16.onnx for fp16)")
-    p.add_argument("--precision", default="fp32", metavar="fp32|fp16", help="graph precision (default: fp32)")
-    p.add_argument("--opset", type=int, default=18, help="ONNX opset (default: 18, the minimum)")
-    p.add_argument("--parity-batch", type=int, default=8, metavar="N", help="samples in the parity check (default: 8)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the parity batch (default: 0)")
-    add_tensorrt_options(p, "also build a TensorRT plan (+ OUT.plan.json)")
-    p.set_defaults(handler=run_export)
+Engine = Annotated[Optional[str], typer.Option(
+    "--engine", metavar="OUT.plan", rich_help_panel=TENSORRT_PANEL, show_default="no plan",
+    help="also build a TensorRT plan (+ OUT.plan.json)")]
+Batch = Annotated[Optional[str], typer.Option(
+    "--batch", metavar="MIN:OPT:MAX", rich_help_panel=TENSORRT_PANEL, show_default="1:4:8",
+    help="optimization profile batch sizes; N means 1:N:N")]
+WorkspaceGib = Annotated[Optional[float], typer.Option(
+    "--workspace-gib", metavar="GIB", rich_help_panel=TENSORRT_PANEL, show_default="1", help="builder workspace")]
+TimingCache = Annotated[Optional[str], typer.Option(
+    "--timing-cache", metavar="FILE", rich_help_panel=TENSORRT_PANEL, show_default="none",
+    help="timing cache file, loaded and saved")]
+VersionCompatible = Annotated[bool, typer.Option(
+    "--version-compatible", rich_help_panel=TENSORRT_PANEL, show_default=False,
+    help="plan that later TensorRT versions can run (lean runtime embedded)")]
+DlaCore = Annotated[Optional[int], typer.Option(
+    "--dla-core", metavar="N", rich_help_panel=TENSORRT_PANEL, show_default="GPU",
+    help="build for DLA core N (Jetson; fp16 or int8 graphs)")]
 
 
-def add_tensorrt_options(p, engine_help: str) -> None:
-    """--engine and the builder flags (shared by export and calibrate; flags without --engine are an error)."""
-    trt = p.add_argument_group("TensorRT engine (needs pip install 'mvrt[tensorrt]' and a GPU)")
-    trt.add_argument("--engine", default=None, metavar="OUT.plan", help=engine_help)
-    trt.add_argument("--batch", default=None, metavar="MIN:OPT:MAX",
-                     help="optimization profile batch sizes; N means 1:N:N (default: 1:4:8)")
-    trt.add_argument("--workspace-gib", type=float, default=None, metavar="GIB", help="builder workspace (default: 1)")
-    trt.add_argument("--timing-cache", default=None, metavar="FILE", help="timing cache file, loaded and saved")
-    trt.add_argument("--version-compatible", action="store_true", default=None,
-                     help="plan that later TensorRT versions can run (lean runtime embedded)")
-    trt.add_argument("--dla-core", type=int, default=None, metavar="N",
-                     help="build for DLA core N (Jetson; fp16 or int8 graphs)")
+EXPORT_HELP = """Export a checkpoint to checked ONNX (fp32/fp16), and optionally a TensorRT plan.
+
+A single-file ONNX model (opset >= 18, dynamic batch, config and checkpoint sha256 in its metadata),
+checked (ONNX checker, every op against TensorRT's ONNX parser), with its parity with torch printed
+(a seeded random batch run on ONNX Runtime CPU). --precision fp16 converts the graph itself
+(sensitive ops stay fp32; inputs and logits stay fp32). A model that fails a check is not
+written. INT8 comes from `mvrt calibrate`.
+
+Examples:
+  # -> model.onnx (fp32), checked, parity with torch printed
+  mvrt export model.safetensors
+  # -> model.fp16.onnx and a TensorRT plan for batches 1 to 8
+  mvrt export model.safetensors --precision fp16 --engine m.plan --batch 1:4:8
+  # the bundled demo's trained weights
+  c=$(python -c 'import mvrt.bundled as b;print(b.default_checkpoint_path())')
+  mvrt export "$c" --onnx demo.onnx
+
+Exit status: 0 written, 1 a check or the build failed, 2 bad usage.
+"""
+
+
+def export(
+    checkpoint: Annotated[str, typer.Argument(metavar="CHECKPOINT", show_default=False,
+                                              help="trained model (.safetensors)")],
+    onnx: Annotated[Optional[str], typer.Option(
+        "--onnx", metavar="OUT.onnx", show_default="CHECKPOINT with .onnx, or .fp16.onnx for fp16",
+        help="ONNX output")] = None,
+    precision: Annotated[str, typer.Option("--precision", metavar="fp32|fp16", help="graph precision")] = "fp32",
+    opset: Annotated[int, typer.Option("--opset", metavar="N", help="ONNX opset (18 is the minimum)")] = 18,
+    parity_batch: Annotated[int, typer.Option("--parity-batch", metavar="N",
+                                              help="samples in the parity check")] = 8,
+    seed: Annotated[int, typer.Option("--seed", help="seed of the parity batch")] = 0,
+    engine: Engine = None,
+    batch: Batch = None,
+    workspace_gib: WorkspaceGib = None,
+    timing_cache: TimingCache = None,
+    version_compatible: VersionCompatible = False,
+    dla_core: DlaCore = None,
+) -> int:
+    return run_export(Args(locals()))
 
 
 def run_export(args) -> int:
@@ -67,7 +95,7 @@ def tensorrt_settings(args, precision: str):
     """Validated TensorRT settings when --engine is given; TensorRT flags without it are an error."""
     from mvrt.export.settings import DEFAULT_BATCH, make_settings
 
-    given = [flag for flag in _TENSORRT_FLAGS if getattr(args, flag.lstrip("-").replace("-", "_")) is not None]
+    given = [flag for flag in _TENSORRT_FLAGS if getattr(args, flag.lstrip("-").replace("-", "_")) not in (None, False)]
     settings = make_settings(
         precision, batch=args.batch or DEFAULT_BATCH,
         workspace_gib=1.0 if args.workspace_gib is None else args.workspace_gib,

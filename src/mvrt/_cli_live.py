@@ -1,68 +1,69 @@
 """`mvrt infer` options for live sources: input format and options, live windows, limits, metrics."""
 
-from __future__ import annotations
-
-import argparse
 import sys
+from typing import Annotated, Optional
 
-from mvrt._cli_engine import positive_float, positive_int
+import typer
+
+from mvrt._cli_types import PORT, POSITIVE_FLOAT, POSITIVE_INT
+
+SOURCES_PANEL = "Sources and live windows"
 
 LIVE_EXAMPLES = """\
-live sources (stdin, pipes, URLs, devices; windows emitted as they complete, jsonl by default):
-  cat clip.ts | mvrt infer - --model m.onnx                          # stdin
-  mvrt infer udp://127.0.0.1:5000 --model m.onnx --max-windows 10   # a UDP stream, 10 windows
-  mvrt infer rtsp://127.0.0.1:8554/cam --input-option rtsp_transport=tcp --reconnect \\
-      --metrics-port 9100 -o readings.jsonl                           # a camera, for days
-  mvrt infer /dev/video0 --input-format v4l2 --hop 10 --duration 600 # a capture device
-  mvrt infer a.ts b.ts c.ts --jobs 3                                 # files decoded concurrently
+Live sources: stdin, pipes, URLs, devices (windows as they complete, jsonl):
+  # stdin
+  cat clip.ts | mvrt infer -
+  # ten windows of a UDP stream
+  mvrt infer udp://127.0.0.1:5000 --max-windows 10
+  # a camera, for days: reconnects, Prometheus metrics
+  mvrt infer rtsp://127.0.0.1:8554/cam --input-option rtsp_transport=tcp \\
+      --reconnect --metrics-port 9100 -o readings.jsonl
+  # a capture device, a 30 s window every 10 s
+  mvrt infer /dev/video0 --input-format v4l2 --hop 10
+  # three files decoded concurrently
+  mvrt infer a.ts b.ts c.ts --jobs 3
 """
 
-
-def add_source_options(p) -> None:
-    g = p.add_argument_group("sources and live windows")
-    g.add_argument("--input-format", default=None, metavar="FMT",
-                   help="FFmpeg input format, as ffmpeg's -f (e.g. mpegts, alsa, v4l2 where built in)")
-    g.add_argument("--input-option", action="append", default=[], metavar="KEY=VALUE",
-                   help="FFmpeg input option, as ffmpeg's -KEY VALUE; repeatable (e.g. rtsp_transport=tcp, "
-                   "rtsp_flags=listen)")
-    g.add_argument("--live", action="store_true",
-                   help="cut live windows (W every hop from time 0, each emitted once complete) even for a file; "
-                   "stdin, pipes, URLs and devices are always live")
-    g.add_argument("--max-windows", type=positive_int, default=None, metavar="N",
-                   help="stop each input after N windows (exit 0)")
-    g.add_argument("--duration", type=positive_float, default=None, metavar="SECONDS",
-                   help="read only the first SECONDS of media of each input (exit 0), as ffmpeg's -t")
-    g.add_argument("--reconnect", action="store_true",
-                   help="reopen a network source after it ends or fails, backing off 0.5 s, 1 s, ... up to 30 s")
-    g.add_argument("--jobs", type=positive_int, default=1, metavar="N",
-                   help="files decoded at the same time (default: 1; live sources always each get a decoder)")
-    g.add_argument("--metrics-port", type=_port, default=None, metavar="PORT",
-                   help="serve Prometheus metrics on 127.0.0.1:PORT (needs mvrt[metrics])")
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be 0..65535, got {value}")
-    return value
+InputFormat = Annotated[Optional[str], typer.Option(
+    "--input-format", metavar="FMT", rich_help_panel=SOURCES_PANEL, show_default="probed",
+    help="FFmpeg input format, as ffmpeg's -f (e.g. mpegts, alsa, v4l2 where built in)")]
+InputOption = Annotated[Optional[list[str]], typer.Option(
+    "--input-option", metavar="KEY=VALUE", rich_help_panel=SOURCES_PANEL, show_default="none",
+    help="FFmpeg input option, as ffmpeg's -KEY VALUE; repeatable (e.g. rtsp_transport=tcp, rtsp_flags=listen)")]
+Live = Annotated[bool, typer.Option(
+    "--live", rich_help_panel=SOURCES_PANEL, show_default="only stdin, pipes, URLs and devices",
+    help="cut live windows (W every hop from time 0, each emitted once complete) even for a file")]
+MaxWindows = Annotated[Optional[int], typer.Option(
+    "--max-windows", click_type=POSITIVE_INT, metavar="N", rich_help_panel=SOURCES_PANEL, show_default="no limit",
+    help="stop each input after N windows (exit 0)")]
+Duration = Annotated[Optional[float], typer.Option(
+    "--duration", click_type=POSITIVE_FLOAT, metavar="SECONDS", rich_help_panel=SOURCES_PANEL,
+    show_default="all of it", help="read only the first SECONDS of media of each input (exit 0), as ffmpeg's -t")]
+Reconnect = Annotated[bool, typer.Option(
+    "--reconnect", rich_help_panel=SOURCES_PANEL, show_default=False,
+    help="reopen a network source after it ends or fails, backing off 0.5 s, 1 s, ... up to 30 s")]
+Jobs = Annotated[int, typer.Option(
+    "--jobs", click_type=POSITIVE_INT, metavar="N", rich_help_panel=SOURCES_PANEL,
+    help="files decoded at the same time (live sources always each get a decoder)")]
+MetricsPort = Annotated[Optional[int], typer.Option(
+    "--metrics-port", click_type=PORT, metavar="PORT", rich_help_panel=SOURCES_PANEL, show_default="off",
+    help="serve Prometheus metrics on 127.0.0.1:PORT (needs mvrt\\[metrics])")]
 
 
 def source_options(args):
     """The SourceOptions of the parsed flags (each flag one field)."""
     from mvrt.runtime.sources import SourceOptions, parse_input_option
 
-    options = tuple(parse_input_option(text) for text in args.input_option)
+    options = tuple(parse_input_option(text) for text in args.input_option or ())
     return SourceOptions(input_format=args.input_format, input_options=options, live=args.live,
                          reconnect=args.reconnect, max_windows=args.max_windows, duration_seconds=args.duration)
 
 
 def any_live(paths, options) -> bool:
+    from mvrt.runtime.inputs import MediaPair
     from mvrt.runtime.sources import is_live_path
 
-    return any(is_live_path(p, options) for p in paths)
+    return any(is_live_path(p, options) for p in paths if not isinstance(p, MediaPair))
 
 
 def start_metrics(args):
@@ -77,7 +78,7 @@ def start_metrics(args):
     return metrics, server
 
 
-def describe_source_event(event) -> str | None:
+def describe_source_event(event) -> Optional[str]:
     """A one-line stderr note for the source events an operator should see (None for the others)."""
     detail = event.detail
     if event.state == "reconnecting":

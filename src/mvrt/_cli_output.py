@@ -10,21 +10,23 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
-import tempfile
 from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
 
 from mvrt.errors import OutputError, UsageError
-from mvrt.files import is_regular, write_all, write_atomic
 
+OUTPUT_PANEL = "Output"
 
-def add_progress_options(parser) -> None:
-    """--progress/--no-progress (default: only when stderr is a terminal) and -q/--quiet."""
-    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                        help="show progress bars (default: only when stderr is a terminal)")
-    parser.add_argument("--quiet", "-q", action="store_true", help="no progress bars (same as --no-progress)")
+Progress = Annotated[Optional[bool], typer.Option(
+    "--progress/--no-progress", rich_help_panel=OUTPUT_PANEL, show_default="only when stderr is a terminal",
+    help="show progress bars on stderr")]
+Quiet = Annotated[bool, typer.Option(
+    "--quiet", "-q", rich_help_panel=OUTPUT_PANEL, show_default=False,
+    help="no progress bars (same as --no-progress)")]
 
 
 def progress_wanted(args) -> bool:
@@ -38,6 +40,10 @@ def progress_wanted(args) -> bool:
 
 def check_writable(path: str, flag: str) -> None:
     """Refuse, before any work, an output path that cannot be written (exit 2)."""
+    import tempfile
+
+    from mvrt.files import is_regular
+
     target = Path(path)
     if target.is_dir():
         raise UsageError(f"{flag} {path}: is a directory")
@@ -79,6 +85,8 @@ class LineWriter:
                 sys.stdout.write(data.decode("utf-8"))
                 sys.stdout.flush()
             else:
+                from mvrt.files import write_all
+
                 write_all(self._fd, data)
         except OSError as exc:
             self._cut_back()
@@ -105,6 +113,8 @@ class LineWriter:
 def write_document(path: str | None, text: str) -> None:
     """A whole table/json/csv document: to stdout, or atomically to `path`."""
     if path is not None:
+        from mvrt.files import write_atomic
+
         write_atomic(path, text.encode("utf-8"))
         return
     try:

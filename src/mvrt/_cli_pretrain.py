@@ -1,42 +1,64 @@
-"""`mvrt pretrain`: argument definitions and handler."""
-
-from __future__ import annotations
+"""`mvrt pretrain`: unsupervised autoencoder pretraining on unlabelled clips."""
 
 import sys
+from typing import Annotated, Optional
 
-from mvrt._cli_output import add_progress_options, progress_wanted
-from mvrt._cli_train import add_frontend_options, add_network_options, add_schedule_options, frontend_from
+import typer
+
+from mvrt._cli_output import Progress, Quiet, progress_wanted
+from mvrt._cli_train import (
+    Arch, BatchSize, Epochs, ImageSize, Lr, NoMmtm, Seed, TrainDevice, TrainThreads, Width, Window,
+)
+from mvrt._cli_types import Args
 
 EXIT_OK = 0
 
+PRETRAIN_HELP = """Unsupervised autoencoder pretraining on unlabelled clips.
 
-def add_pretrain(sub) -> None:
-    p = sub.add_parser(
-        "pretrain", help="unsupervised autoencoder pretraining on unlabelled clips",
-        description="Train the paper's autoencoder (the classifier's encoder plus transposed-convolution decoders "
-        "with auxiliary outputs, MSE loss) on every media file under CLIPS_DIR, any folder layout. The encoder is "
-        "written as a classifier checkpoint to --out; fine-tune it with `mvrt train --init <out>`.")
-    p.add_argument("clips_dir", metavar="CLIPS_DIR")
-    add_network_options(p)
-    add_schedule_options(p, epochs=10)
-    add_frontend_options(p)
-    p.add_argument("--cache", default=None, metavar="DIR", help="feature cache (default: CLIPS_DIR/.mvrt-cache)")
-    p.add_argument("--out", default="pretrained.safetensors", metavar="CKPT",
-                   help="encoder checkpoint (default: pretrained.safetensors)")
-    p.add_argument("--device", default="cpu", metavar="cpu|cuda", help="where to train (default: cpu)")
-    p.add_argument("--seed", type=int, default=0)
-    add_progress_options(p)
-    p.set_defaults(handler=run_pretrain)
+Trains the paper's autoencoder (the classifier's encoder plus transposed-convolution decoders
+with auxiliary outputs, MSE loss) on every media file under CLIPS_DIR, any folder layout. The
+encoder is written as a classifier checkpoint to --out; fine-tune it with `mvrt train --init`.
+
+Examples:
+  # the autoencoder on unlabelled clips, then fine-tune it on labels
+  mvrt pretrain clips/ --epochs 10 --out pretrained.safetensors
+  mvrt train MVED --init pretrained.safetensors
+  # the music-video network at half width, on a GPU
+  mvrt pretrain clips/ --arch musicvideo --width 0.5 --device cuda
+
+Exit status: 0 trained, 1 failed, 2 bad usage.
+"""
 
 
-def run_pretrain(args) -> int:
-    from mvrt.training.pretrain import PretrainSettings, pretrain
+def pretrain(
+    clips_dir: Annotated[str, typer.Argument(metavar="CLIPS_DIR", show_default=False,
+                                             help="folder of media files (searched recursively)")],
+    arch: Arch = "slowfast",
+    no_mmtm: NoMmtm = False,
+    width: Width = 1.0,
+    epochs: Epochs = 10,
+    batch_size: BatchSize = 8,
+    lr: Lr = 1e-3,
+    window: Window = 30.0,
+    image_size: ImageSize = 128,
+    cache: Annotated[Optional[str], typer.Option("--cache", metavar="DIR", show_default="CLIPS_DIR/.mvrt-cache",
+                                                 help="feature cache")] = None,
+    out: Annotated[str, typer.Option("--out", metavar="CKPT", help="encoder checkpoint")] = "pretrained.safetensors",
+    device: TrainDevice = "cpu",
+    threads: TrainThreads = None,
+    seed: Seed = 0,
+    progress: Progress = None,
+    quiet: Quiet = False,
+) -> int:
+    from mvrt.config import FrontendConfig
+    from mvrt.training.pretrain import PretrainSettings
+    from mvrt.training.pretrain import pretrain as pretrain_model
 
     settings = PretrainSettings(
-        arch=args.arch, mmtm=args.mmtm, width=args.width, frontend=frontend_from(args),
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, progress=progress_wanted(args),
-        device=args.device)
-    result = pretrain(args.clips_dir, args.out, settings, cache_dir=args.cache)
+        arch=arch, mmtm=not no_mmtm, width=width, frontend=FrontendConfig(window_seconds=window, image_size=image_size),
+        epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, threads=threads, device=device,
+        progress=progress_wanted(Args(locals())))
+    result = pretrain_model(clips_dir, out, settings, cache_dir=cache)
     print(f"pretrained on {result.clips} clips ({result.skipped_clips} skipped), final reconstruction loss "
           f"{result.epoch_losses[-1]:.4f} -> {result.checkpoint}", file=sys.stderr)
     return EXIT_OK

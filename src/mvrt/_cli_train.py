@@ -1,106 +1,153 @@
-"""`mvrt train` and `mvrt evaluate`: argument definitions and handlers."""
-
-from __future__ import annotations
+"""`mvrt train` and `mvrt evaluate`, and the network / schedule / front-end options pretrain shares."""
 
 import sys
 from pathlib import Path
+from typing import Annotated, Optional
 
-from mvrt._cli_output import add_progress_options, progress_wanted
-from mvrt._cli_engine import add_engine_options, engine_options, positive_float, positive_int
+import typer
+
+from mvrt._cli_engine import Backend, CudaGraphs, Device, Precision, Threads, TrustPlanCode, engine_options
+from mvrt._cli_output import Progress, Quiet, progress_wanted
+from mvrt._cli_types import POSITIVE_FLOAT, POSITIVE_INT, Args, choice
 
 EXIT_OK = 0
+NETWORK_PANEL = "Network and schedule"
+
+Arch = Annotated[str, typer.Option(
+    "--arch", click_type=choice("slowfast", "musicvideo"), rich_help_panel=NETWORK_PANEL,
+    help="network: the separable slow-fast network, or the plain music-video network (paper)")]
+NoMmtm = Annotated[bool, typer.Option("--no-mmtm", rich_help_panel=NETWORK_PANEL, show_default="with MMTM",
+                                      help="no MMTM fusion (paper Table 1 ablation)")]
+Width = Annotated[float, typer.Option("--width", click_type=POSITIVE_FLOAT, metavar="W", rich_help_panel=NETWORK_PANEL,
+                                      help="channel width multiplier")]
+Epochs = Annotated[int, typer.Option("--epochs", click_type=POSITIVE_INT, metavar="N", rich_help_panel=NETWORK_PANEL,
+                                     help="passes over the training clips")]
+BatchSize = Annotated[int, typer.Option("--batch-size", click_type=POSITIVE_INT, metavar="N",
+                                        rich_help_panel=NETWORK_PANEL, help="clips per optimisation step")]
+Lr = Annotated[float, typer.Option("--lr", click_type=POSITIVE_FLOAT, metavar="LR", rich_help_panel=NETWORK_PANEL,
+                                   help="AdamW peak learning rate (cosine decay)")]
+Window = Annotated[float, typer.Option("--window", click_type=POSITIVE_FLOAT, metavar="SECONDS",
+                                       help="window length the trained model will expect")]
+ImageSize = Annotated[int, typer.Option("--image-size", click_type=POSITIVE_INT, metavar="PX",
+                                        help="frame size (square) the trained model will expect")]
+TrainDevice = Annotated[str, typer.Option("--device", metavar="cpu|cuda", help="where to train (cuda:N for a GPU)")]
+TrainThreads = Annotated[Optional[int], typer.Option("--threads", click_type=POSITIVE_INT, metavar="N",
+                                                     show_default="torch's choice", help="torch CPU threads")]
+Cache = Annotated[Optional[str], typer.Option("--cache", metavar="DIR", show_default="DATA_ROOT/.mvrt-cache",
+                                              help="feature cache")]
+Seed = Annotated[int, typer.Option("--seed", help="seed of initialisation, shuffling and augmentation")]
+
+TRAIN_HELP = """Train a network on an MVED-shaped folder.
+
+DATA_ROOT/{train,validation}/<Class>/... (flat or the authors' audio/video layout). Front-end
+tensors are computed once into a cache; audio normalisation statistics come from the train split
+and travel in the checkpoint. The best checkpoint (validation accuracy) is written to --out and a
+resumable state to <out>.last.safetensors after every epoch. Needs torch.
+
+Examples:
+  # stand-in clips, then a small network on them
+  mvrt standin data --clips-per-class 10 --seconds 8
+  mvrt train data --width 0.25 --window 8 --epochs 12 --out m.safetensors
+  # the paper's network on MVED, on a GPU
+  mvrt train MVED --device cuda --batch-size 16 --lr 2e-3
+  # fine-tune an encoder from `mvrt pretrain`
+  mvrt train MVED --init pretrained.safetensors
+
+Exit status: 0 trained, 1 failed, 2 bad usage, 130 Ctrl-C (the last epoch is kept).
+"""
 
 
-def add_network_options(p) -> None:
-    """--arch, --no-mmtm, --width: which network to build (train and pretrain)."""
-    p.add_argument("--arch", default="slowfast", choices=("slowfast", "musicvideo"))
-    p.add_argument("--no-mmtm", dest="mmtm", action="store_false", help="no MMTM fusion (paper Table 1 ablation)")
-    p.add_argument("--width", type=positive_float, default=1.0, metavar="W", help="channel width multiplier (default: 1)")
-
-
-def add_schedule_options(p, *, epochs: int) -> None:
-    """--epochs, --batch-size, --lr: the optimisation schedule (train and pretrain)."""
-    p.add_argument("--epochs", type=positive_int, default=epochs, metavar="N")
-    p.add_argument("--batch-size", type=positive_int, default=8, metavar="N")
-    p.add_argument("--lr", type=positive_float, default=1e-3, metavar="LR", help="AdamW peak learning rate, cosine decay")
-
-
-def add_frontend_options(p) -> None:
-    """--window, --image-size: the front-end a trained model will expect."""
-    p.add_argument("--window", type=positive_float, default=30.0, metavar="SECONDS", help="window length (default: 30)")
-    p.add_argument("--image-size", type=positive_int, default=128, metavar="PX", help="frame size (default: 128)")
-
-
-def frontend_from(args):
+def train(
+    data_root: Annotated[str, typer.Argument(metavar="DATA_ROOT", show_default=False,
+                                             help="folder with train and validation splits")],
+    arch: Arch = "slowfast",
+    no_mmtm: NoMmtm = False,
+    width: Width = 1.0,
+    init: Annotated[Optional[str], typer.Option("--init", metavar="PRETRAINED", rich_help_panel=NETWORK_PANEL,
+                                                show_default="random",
+                                                help="load matching weights from this .safetensors")] = None,
+    epochs: Epochs = 30,
+    batch_size: BatchSize = 8,
+    lr: Lr = 1e-3,
+    weight_decay: Annotated[float, typer.Option("--weight-decay", metavar="WD", rich_help_panel=NETWORK_PANEL,
+                                                help="AdamW weight decay")] = 1e-2,
+    window: Window = 30.0,
+    image_size: ImageSize = 128,
+    cache: Cache = None,
+    out: Annotated[str, typer.Option("--out", metavar="CKPT", help="best checkpoint")] = "model.safetensors",
+    seed: Seed = 0,
+    threads: TrainThreads = None,
+    device: TrainDevice = "cpu",
+    resume: Annotated[bool, typer.Option(
+        "--resume/--restart",
+        help="continue from <out>.last.safetensors when it matches, or ignore any saved state")] = True,
+    progress: Progress = None,
+    quiet: Quiet = False,
+) -> int:
     from mvrt.config import FrontendConfig
-
-    return FrontendConfig(window_seconds=args.window, image_size=args.image_size)
-
-
-def add_train(sub) -> None:
-    p = sub.add_parser(
-        "train", help="train a network on an MVED-shaped folder",
-        description="Train on DATA_ROOT/{train,validation}/<Class>/... (flat or authors' audio/video layout). "
-        "Front-end tensors are computed once into a cache; audio normalisation statistics come from the "
-        "train split and travel in the checkpoint. The best checkpoint (validation accuracy) is written to "
-        "--out and a resumable state to <out>.last.safetensors after every epoch.")
-    p.add_argument("data_root", metavar="DATA_ROOT")
-    add_network_options(p)
-    p.add_argument("--init", default=None, metavar="PRETRAINED", help="load matching weights from this .safetensors")
-    add_schedule_options(p, epochs=30)
-    p.add_argument("--weight-decay", type=float, default=1e-2, metavar="WD")
-    add_frontend_options(p)
-    p.add_argument("--cache", default=None, metavar="DIR", help="feature cache (default: DATA_ROOT/.mvrt-cache)")
-    p.add_argument("--out", default="model.safetensors", metavar="CKPT", help="best checkpoint (default: model.safetensors)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=positive_int, default=None, metavar="N", help="torch CPU threads")
-    p.add_argument("--device", default="cpu", metavar="cpu|cuda", help="where to train (default: cpu)")
-    resume = p.add_mutually_exclusive_group()
-    resume.add_argument("--resume", dest="resume", action="store_true", default=True,
-                        help="continue from <out>.last.safetensors when it matches (default)")
-    resume.add_argument("--restart", dest="resume", action="store_false", help="ignore any saved state")
-    add_progress_options(p)
-    p.set_defaults(handler=run_train)
-
-
-def run_train(args) -> int:
-    from mvrt.training.train import TrainSettings, train
+    from mvrt.training.train import TrainSettings
+    from mvrt.training.train import train as train_model
 
     settings = TrainSettings(
-        arch=args.arch, mmtm=args.mmtm, width=args.width, frontend=frontend_from(args),
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, seed=args.seed,
-        resume=args.resume, init=Path(args.init) if args.init else None, threads=args.threads, progress=progress_wanted(args),
-        device=args.device)
-    result = train(args.data_root, args.out, settings, cache_dir=args.cache)
+        arch=arch, mmtm=not no_mmtm, width=width, frontend=FrontendConfig(window_seconds=window, image_size=image_size),
+        epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed, resume=resume,
+        init=Path(init) if init else None, threads=threads, progress=progress_wanted(Args(locals())), device=device)
+    result = train_model(data_root, out, settings, cache_dir=cache)
     best = next((r for r in result.history if r.epoch == result.best_epoch), None)
     if best is not None:
-        print(f"best: epoch {best.epoch}, val acc {best.val_accuracy:.3f}, val loss {best.val_loss:.4f} -> {result.checkpoint}",
-              file=sys.stderr)
+        print(f"best: epoch {best.epoch}, val acc {best.val_accuracy:.3f}, val loss {best.val_loss:.4f} -> "
+              f"{result.checkpoint}", file=sys.stderr)
     return EXIT_OK
 
 
-def add_evaluate(sub) -> None:
-    p = sub.add_parser(
-        "evaluate", help="accuracy, macro-F1, ROC-AUC and confusion matrix on a split",
-        description="Run MODEL (checkpoint, ONNX or TensorRT plan) on the cached features of a split and report "
-        "accuracy, macro-F1, one-vs-rest ROC-AUC and the confusion matrix; --out-dir gets metrics.json, "
-        "confusion.png and roc.png.")
-    p.add_argument("model", metavar="MODEL")
-    p.add_argument("data_root", metavar="DATA_ROOT")
-    p.add_argument("--split", default="test", help="train, validation (val) or test (default: test)")
-    p.add_argument("--batch-size", type=positive_int, default=8, metavar="N")
-    p.add_argument("--out-dir", default=None, metavar="DIR", help="write metrics.json, confusion.png, roc.png here")
-    p.add_argument("--cache", default=None, metavar="DIR", help="feature cache (default: DATA_ROOT/.mvrt-cache)")
-    add_progress_options(p)
-    add_engine_options(p)
-    p.set_defaults(handler=run_evaluate)
+EVALUATE_HELP = """Accuracy, macro-F1, ROC-AUC and the confusion matrix of a model on a split.
+
+Runs MODEL (checkpoint, ONNX or TensorRT plan) on the cached features of a split and reports
+accuracy, macro-F1, one-vs-rest ROC-AUC and the confusion matrix; --out-dir gets metrics.json,
+confusion.png and roc.png.
+
+Examples:
+  # the test split, with torch
+  mvrt evaluate m.safetensors data
+  # the validation split on ONNX Runtime, metrics.json and plots written
+  mvrt evaluate m.onnx MVED --split validation --out-dir report/
+  # what INT8 costs, on the test split
+  mvrt evaluate m.int8.onnx MVED --threads 4
+
+Exit status: 0 evaluated, 1 failed, 2 bad usage.
+"""
 
 
-def run_evaluate(args) -> int:
-    from mvrt.evaluate import evaluate
+def evaluate(
+    model: Annotated[str, typer.Argument(metavar="MODEL", show_default=False,
+                                         help="checkpoint (.safetensors), ONNX model or TensorRT plan")],
+    data_root: Annotated[str, typer.Argument(metavar="DATA_ROOT", show_default=False, help="MVED-shaped folder")],
+    split: Annotated[str, typer.Option("--split", metavar="SPLIT",
+                                       help="train, validation (val) or test")] = "test",
+    batch_size: Annotated[int, typer.Option("--batch-size", click_type=POSITIVE_INT, metavar="N",
+                                            help="clips per engine call")] = 8,
+    out_dir: Annotated[Optional[str], typer.Option("--out-dir", metavar="DIR", show_default="nothing written",
+                                                   help="write metrics.json, confusion.png, roc.png here")] = None,
+    cache: Cache = None,
+    backend: Backend = "auto",
+    device: Device = None,
+    precision: Precision = None,
+    cuda_graphs: CudaGraphs = False,
+    threads: Threads = None,
+    trust_plan_code: TrustPlanCode = False,
+    progress: Progress = None,
+    quiet: Quiet = False,
+) -> int:
+    from mvrt.evaluate import evaluate as evaluate_model
 
-    result = evaluate(args.model, args.data_root, split=args.split, backend=args.backend, batch_size=args.batch_size,
-                      out_dir=args.out_dir, cache_dir=args.cache, progress=progress_wanted(args), **engine_options(args))
+    args = Args(locals())
+    result = evaluate_model(model, data_root, split=split, backend=backend, batch_size=batch_size, out_dir=out_dir,
+                            cache_dir=cache, progress=progress_wanted(args), **engine_options(args))
+    _print_metrics(result)
+    return EXIT_OK
+
+
+def _print_metrics(result) -> None:
     m = result.metrics
     print(f"{result.model} ({result.backend}) on {result.split}: {m.count} clips"
           + (f" ({result.skipped} skipped: undecodable)" if result.skipped else ""))
@@ -112,4 +159,3 @@ def run_evaluate(args) -> int:
         print(f"{name:<{width}}  {row}  {m.f1[i]:.3f}  {m.auc[i]:.3f}")
     for path in result.written:
         print(f"wrote {path}", file=sys.stderr)
-    return EXIT_OK

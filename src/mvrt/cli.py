@@ -1,84 +1,120 @@
-"""The `mvrt` command line. Only this module turns errors into exit codes."""
+"""The `mvrt` command line. Only this module turns errors into exit codes.
+
+The commands are a typer application (`mvrt._cli_app`); `main` runs it without typer's
+standalone handling, so that every error is one line on stderr (`mvrt: error: ...`) with the
+contract's exit code: 0 ok, 1 an input failed (any `MvrtError`), 2 bad usage (click's usage
+errors and `UsageError`), 130 Ctrl-C, 143 SIGTERM.
+"""
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import logging
 import os
+import re
 import signal
 import sys
 
-from mvrt import __version__
 from mvrt.errors import MvrtError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
+PROG = "mvrt"
 
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM (service managers, containers), handled like Ctrl-C: flush what is complete, stop."""
 
-DESCRIPTION = """\
-mvrt: music-video emotion recognition at the edge.
-
-Classify a music video into the six MVED emotions (Excited, Fear, Neutral, Relaxation,
-Sad, Tension), window by window, with the paper's slow-fast audio-video network.
-
-Typical use:
-  mvrt infer video.mp4 --model model.onnx              # per-window table + whole-video label
-  mvrt infer a.mp4 b.mkv --model m.onnx --format jsonl  # machine-readable, one line per event
-  mvrt info model.onnx                                  # what a model was built from
-  mvrt features video.mp4 --model m.onnx --start 30 --output feats.npz
-  mvrt calibrate m.onnx --data MVED                     # INT8 Q/DQ model + accuracy report
-"""
-
-
-def build_parser() -> argparse.ArgumentParser:
-    from mvrt import _cli_commands as commands
-    from mvrt._cli_bench import add_bench
-    from mvrt._cli_calibrate import add_calibrate
-    from mvrt._cli_export import add_export
-    from mvrt._cli_pretrain import add_pretrain
-    from mvrt._cli_train import add_evaluate, add_train
-
-    parser = argparse.ArgumentParser(
-        prog="mvrt", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--version", action="version", version=f"mvrt {__version__}")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-v: info, -vv: debug)")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    commands.add_infer(sub)
-    commands.add_features(sub)
-    commands.add_info(sub)
-    commands.add_init_model(sub)
-    commands.add_standin(sub)
-    add_bench(sub)
-    add_export(sub)
-    add_train(sub)
-    add_evaluate(sub)
-    add_pretrain(sub)
-    add_calibrate(sub)
-    return parser
-
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
-    logging.basicConfig(level=level, format="mvrt: %(levelname)s: %(message)s", stream=sys.stderr)
+    """Run the CLI on `argv` (default: sys.argv[1:]) and return the exit code; never raises SystemExit."""
+    import click
+
+    from mvrt._cli_app import Interrupted, build_command
+
+    command = build_command()
     with _sigterm_as_interrupt():
         try:
-            return int(args.handler(args))
+            result = command.main(args=argv, prog_name=PROG, standalone_mode=False)
+        except Interrupted as exc:
+            return _stopped(exc.original)
+        except KeyboardInterrupt as exc:  # outside a command body
+            return _stopped(exc)
         except MvrtError as exc:
             _quiet_broken_stdout()
             print(f"mvrt: error: {exc}", file=sys.stderr)
             return exc.exit_code
-        except KeyboardInterrupt as exc:
-            terminated = isinstance(exc, Terminated)
-            detail = getattr(exc, "detail", "")
-            print(f"mvrt: {'terminated (SIGTERM)' if terminated else 'interrupted'}{'; ' + detail if detail else ''}",
-                  file=sys.stderr)
-            return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
+        except click.ClickException as exc:
+            print(usage_line(exc, argv), file=sys.stderr)
+            return exc.exit_code
+        except click.Abort:
+            return _stopped(KeyboardInterrupt())
+        except SystemExit as exc:  # shell completion answers and exits
+            return exc.code if isinstance(exc.code, int) else EXIT_FAILED if exc.code else EXIT_OK
+    return result if isinstance(result, int) else EXIT_OK
+
+
+def usage_line(exc, argv: list[str] | None = None) -> str:
+    """One line for a click usage error: what is wrong, the flag named, where the help is.
+
+    Built from the exception's fields where click has them (their wording differs between click
+    versions), else from its message.
+    """
+    import click
+
+    possibilities: list[str] = list(getattr(exc, "possibilities", None) or [])
+    if isinstance(exc, click.MissingParameter) and exc.param is not None:
+        kind = exc.param_type or exc.param.param_type_name
+        text = f"missing {kind} {_param_name(exc.param)}"
+    elif isinstance(exc, click.BadParameter) and exc.param is not None:
+        text = f"invalid value for {_param_name(exc.param)}: {exc.message.rstrip('.')}"
+    elif isinstance(exc, click.NoSuchOption):
+        text = f"no such option {exc.option_name}"
+    else:
+        text = " ".join(exc.format_message().split()).split(" Did you mean")[0]
+        text = re.sub(r"'(-{1,2}[\w-]+)'", r"\1", text).rstrip(".")  # '--model' -> --model
+        text = text[:1].lower() + text[1:]
+        unknown = re.fullmatch(r"no such command '(.+)'", text)
+        if unknown:
+            possibilities = _close_commands(unknown.group(1))
+    if possibilities:
+        *others, last = list(dict.fromkeys(possibilities))[:3]
+        text += f" (did you mean {', '.join(others) + ' or ' if others else ''}{last}?)"
+    return f"mvrt: error: {text}; see `{_command_path(exc, argv)} --help`"
+
+
+def _param_name(param) -> str:
+    """--long-name of an option, 'METAVAR' of an argument."""
+    if param.param_type_name == "option":
+        return next((o for o in param.opts if o.startswith("--")), param.opts[0])
+    return f"'{param.metavar or param.name.upper()}'"
+
+
+def _close_commands(word: str) -> list[str]:
+    import difflib
+
+    from mvrt._cli_app import build_command
+
+    return difflib.get_close_matches(word, list(build_command().commands), n=3, cutoff=0.6)
+
+
+def _command_path(exc, argv: list[str] | None) -> str:
+    """`mvrt COMMAND` of the command whose options were wrong, else `mvrt`."""
+    ctx = getattr(exc, "ctx", None)
+    if ctx is not None and ctx.command_path:
+        return ctx.command_path
+    from mvrt._cli_app import build_command
+
+    commands = build_command().commands
+    words = sys.argv[1:] if argv is None else argv
+    command = next((word for word in words if not word.startswith("-")), None)
+    return f"{PROG} {command}" if command in commands else PROG
+
+
+def _stopped(exc: KeyboardInterrupt) -> int:
+    terminated = isinstance(exc, Terminated)
+    detail = getattr(exc, "detail", "")
+    print(f"mvrt: {'terminated (SIGTERM)' if terminated else 'interrupted'}{'; ' + detail if detail else ''}",
+          file=sys.stderr)
+    return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
 
 
 def _raise_terminated(signum, frame) -> None:

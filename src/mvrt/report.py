@@ -13,14 +13,15 @@ from mvrt.runtime.results import VideoResult, WindowResult
 FORMATS = ("table", "json", "csv", "jsonl")
 
 
-def model_summary(config: ModelConfig, model_path: str, backend: str) -> dict:
-    """What the outputs say about the model that produced them."""
+def model_summary(config: ModelConfig, model_path: str, backend: str, precision: str = "fp32") -> dict:
+    """What the outputs say about the model that produced them (the jsonl `model` event, json `model`)."""
     return {
         "path": model_path,
         "arch": config.arch,
         "width": config.width,
         "mmtm": config.mmtm,
         "backend": backend,
+        "precision": precision,
         "window_seconds": config.frontend.window_seconds,
         "trained_on": config.trained_on or "unknown",
     }
@@ -43,26 +44,30 @@ def render_json(videos: list[VideoResult], model: dict, *, interrupted: bool = F
     return json.dumps(doc, indent=2) + "\n"
 
 
-def render_csv(videos: list[VideoResult], classes: tuple[str, ...]) -> str:
+CSV_TAIL = ("error", "undecodable_packets", "audio_path", "trained_on")
+
+
+def render_csv(videos: list[VideoResult], classes: tuple[str, ...], *, trained_on: str = "unknown") -> str:
+    """A row per window and per video; every row names the separate audio file (if any) and the model's data."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["path", "kind", "window", "start_seconds", "end_seconds", "label", *classes, "error",
-                     "undecodable_packets"])
+    writer.writerow(["path", "kind", "window", "start_seconds", "end_seconds", "label", *classes, *CSV_TAIL])
     for video in videos:
+        audio = video.audio_path or ""
         for w in video.windows:
             writer.writerow([w.path, "window", w.index, f"{w.start_seconds:.3f}", f"{w.end_seconds:.3f}", w.label,
-                             *(f"{p:.6f}" for p in w.probabilities), "", ""])
+                             *(f"{p:.6f}" for p in w.probabilities), "", "", audio, trained_on])
         probs = [f"{p:.6f}" for p in video.probabilities] if video.ok else [""] * len(classes)
         end = f"{video.windows[-1].end_seconds:.3f}" if video.windows else ""
         writer.writerow([video.path, "video", "all", "0.000" if video.ok else "", end, video.label or "", *probs,
-                         video.error or "", video.undecodable_packets if video.ok else ""])
+                         video.error or "", video.undecodable_packets if video.ok else "", audio, trained_on])
     return buf.getvalue()
 
 
 def render_table(videos: list[VideoResult], model: dict) -> str:
     lines: list[str] = []
     for video in videos:
-        lines.append(f"== {video.path}")
+        lines.append(f"== {video.path}" + (f" (audio: {video.audio_path})" if video.audio_path else ""))
         if not video.ok:
             lines.append(f"   error: {video.error}")
             continue
@@ -80,8 +85,14 @@ def render_table(videos: list[VideoResult], model: dict) -> str:
             lines.append("   note: no window was complete (the source ended before its first full window)")
         if video.undecodable_packets:
             lines.append(f"   note: {video.undecodable_packets} undecodable packet(s) skipped (damaged media)")
-    lines.append(f"-- model: {model['path']} ({model['arch']}, {model['backend']}); trained on: {model['trained_on']}")
+    lines.append(footer(model))
     return "\n".join(lines) + "\n"
+
+
+def footer(model: dict) -> str:
+    """The table's last line: which model, how it ran, what it learnt from."""
+    how = ", ".join(str(model[k]) for k in ("arch", "backend", "precision") if model.get(k))
+    return f"-- model: {model['path']} ({how}); trained on: {model['trained_on']}"
 
 
 def write_all(stream: TextIO, text: Iterable[str]) -> None:
