@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from mvrt.calibration.compare import Comparison, compare_logits
+from mvrt.calibration.notes import calibration_notes, validation_notes
 from mvrt.calibration.report import CalibrationReport, write_report
 from mvrt.calibration.settings import CalibrationSettings
 from mvrt.config import ModelConfig
@@ -91,7 +92,7 @@ def calibrate(model: str | os.PathLike, data_root: str | os.PathLike, settings: 
               out: str | os.PathLike | None = None, engine: str | os.PathLike | None = None, tensorrt=None,
               progress: bool = True) -> CalibrationResult:
     """Calibrate `model` on `<data_root>/<split>` and report on the validation split."""
-    from mvrt.calibration.quantize import require_onnx
+    from mvrt.calibration.quantize import collapsed_bias_warnings, require_onnx
     from mvrt.data import discover
 
     settings = settings or CalibrationSettings()
@@ -109,17 +110,28 @@ def calibrate(model: str | os.PathLike, data_root: str | os.PathLike, settings: 
         require_modelopt()
     cache = settings.cache_dir if settings.cache_dir is not None else root / ".mvrt-cache"
     calib = _calibration_set(root, config, settings, cache, progress)
+    notes = _warn(calibration_notes(calib.labels, config.classes, settings.methods))
     validation = _validation(discover(root, settings.validation_split), config, settings, cache, progress)
     fp32_logits = _logits(model, validation, settings, "FP32 validation", progress)
     with tempfile.TemporaryDirectory(prefix=".mvrt-calibrate-", dir=_staging_dir(out)) as tmp:
-        best, tried, proto = _try_methods(model, calib, validation, fp32_logits, settings, excluded, Path(tmp), progress)
+        with collapsed_bias_warnings():  # one summary line for all methods tried
+            best, tried, proto = _try_methods(model, calib, validation, fp32_logits, settings, excluded, Path(tmp),
+                                              progress)
         sensitivity = _sensitivity(fp32, proto, validation, fp32_logits, settings, progress)
         _finish_proto(proto, calib.sha256, best, excluded, settings, len(calib))
         _write_int8(proto, Path(tmp) / out.name, out)
-    report = _report(model, out, config, settings, calib, best, tried, excluded, proto, sensitivity, progress)
+    notes += _warn(validation_notes(round(tried[best].agreement * tried[best].count), tried[best].count, len(tried)))
+    report = _report(model, out, config, settings, calib, best, tried, excluded, proto, sensitivity, notes, progress)
     report_path = write_report(report, report_path_for(out))
     engine_path = _build_engine(out, Path(engine), tensorrt) if engine is not None else None
     return CalibrationResult(out, report_path, report, engine_path)
+
+
+def _warn(notes: list[str]) -> list[str]:
+    """Log each caution as a warning now; the report keeps them too."""
+    for note in notes:
+        log.warning("%s", note)
+    return notes
 
 
 def _load_graph(model: Path):
@@ -214,18 +226,19 @@ def _quantize(model: Path, calib, config: ModelConfig, method: str, ranges, excl
 
 def _sensitivity(fp32, proto, validation: _Validation, fp32_logits: np.ndarray, settings: CalibrationSettings,
                  progress: bool):
-    """Per-layer sensitivity on the first validation clips (empty when switched off)."""
+    """Per-layer sensitivity on the first validation clips (None when switched off)."""
     count = min(settings.sensitivity_samples, len(validation.labels))
     if count == 0:
-        return ()
+        return None
     from mvrt.calibration.quantize import quantized_nodes
-    from mvrt.calibration.sensitivity import layer_sensitivity
+    from mvrt.calibration.sensitivity import measure_sensitivity
     from mvrt.feature_cache import load_batch
     from mvrt.runtime.engines.onnxruntime_engine import physical_cores
 
     feeds = load_batch(validation.entries[:count], validation.config)
-    return tuple(layer_sensitivity(fp32, proto, quantized_nodes(proto), feeds, fp32_logits[:count],
-                                   threads=settings.threads or physical_cores(), progress=progress))
+    return measure_sensitivity(fp32, proto, quantized_nodes(proto), feeds, fp32_logits[:count],
+                               mode=settings.sensitivity, top=settings.sensitivity_top, batch_size=settings.batch_size,
+                               threads=settings.threads or physical_cores(), progress=progress)
 
 
 def _finish_proto(proto, calibration_sha256: str, method: str, excluded: tuple[str, ...],
@@ -255,7 +268,8 @@ def _write_int8(proto, staged: Path, out: Path) -> None:
 
 
 def _report(model: Path, out: Path, config: ModelConfig, settings: CalibrationSettings, calib, best: str,
-            tried: dict, excluded: tuple[str, ...], proto, sensitivity, progress: bool) -> CalibrationReport:
+            tried: dict, excluded: tuple[str, ...], proto, sensitivity, notes: list[str],
+            progress: bool) -> CalibrationReport:
     from mvrt.calibration.latency import cpu_int8_features, measure_latency
     from mvrt.calibration.quantize import quantized_nodes
 
@@ -266,9 +280,8 @@ def _report(model: Path, out: Path, config: ModelConfig, settings: CalibrationSe
     quantized = len(quantized_nodes(proto))
     return CalibrationReport(
         model, out, best, settings.quantizer, calib.sha256, len(calib), settings.split, settings.validation_split,
-        excluded, quantized, tried[best], tried, tuple(sensitivity), min(settings.sensitivity_samples, tried[best].count),
-        latency, tuple(cpu_int8_features()), {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(settings).items()},
-        config.trained_on)
+        excluded, quantized, tried[best], tried, sensitivity, latency, tuple(cpu_int8_features()),
+        {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(settings).items()}, config.trained_on, tuple(notes))
 
 
 def _check_engine_request(out: Path, engine: Path, tensorrt) -> None:

@@ -15,16 +15,24 @@ Activation ranges come from `mvrt.calibration.ranges`; this module only places Q
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
+import logging
 import os
+import re
 from pathlib import Path
 from typing import Sequence
 
 from mvrt.errors import MissingDependencyError, ModelError, UsageError
 
-__all__ = ["OP_TYPES", "quantizable_nodes", "quantize_qdq", "quantized_nodes", "resolve_excludes"]
+__all__ = ["OP_TYPES", "collapsed_bias_warnings", "quantizable_nodes", "quantize_qdq", "quantized_nodes",
+           "resolve_excludes"]
 
 OP_TYPES = ("Conv", "Gemm", "MatMul")
+log = logging.getLogger(__name__)
+# ONNX Runtime's QDQ quantizer warns once per Conv/Gemm whose bias is not an initializer
+_BIAS_WARNINGS = re.compile(r"Expected bias '(?P<name>[^']*)' to be an initializer|Bias of Gemm node '(?P<gemm>[^']*)' "
+                            r"is not constant")
 
 
 def ort_quantization():
@@ -86,11 +94,58 @@ def quantize_qdq(onnx_path: str | os.PathLike, ranges, *, exclude: Sequence[str]
                "DedicatedQDQPair": True}  # a pair per reader: pooling and other float readers keep float inputs
     quantizer = QDQQuantizer(model, True, False, quantization.QuantType.QInt8, quantization.QuantType.QInt8,
                              ranges, list(only or []), list(exclude), list(OP_TYPES), options)
-    quantizer.quantize_model()
+    with collapsed_bias_warnings():
+        quantizer.quantize_model()
     quantizer.model.topological_sort()  # Q/DQ nodes are appended at the end; ONNX wants producers first
     proto = quantizer.model.model
     _drop_shape_info(proto)
     return proto
+
+
+class _BiasWarningFilter(logging.Filter):
+    """Swallows ONNX Runtime's per-bias warnings, keeping the names they name."""
+
+    def __init__(self):
+        super().__init__()
+        self.names: dict[str, None] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        match = _BIAS_WARNINGS.search(record.getMessage())
+        if match is None:
+            return True
+        self.names[match.group("name") or match.group("gemm")] = None
+        return False
+
+
+@contextlib.contextmanager
+def collapsed_bias_warnings():
+    """ONNX Runtime's "Expected bias ... to be an initializer" warnings, collapsed into one line.
+
+    The quantiser logs one per Conv/Gemm whose bias is computed by a node (a Constant, or
+    arithmetic such as an unfolded BatchNorm) instead of stored as an initializer. mvrt never
+    quantises biases (QuantizeBias off: TensorRT has no INT32 DequantizeLinear), so those biases
+    stay FP32 exactly like the others; the warning has no consequence and one summary says so.
+    It logs through the root logger (`logging.warning`), which would also install a stderr
+    handler if none exists; a NullHandler stands in meanwhile so that it does not.
+    """
+    root = logging.getLogger()
+    found = _BiasWarningFilter()
+    stand_in = logging.NullHandler() if not root.handlers else None
+    if stand_in is not None:
+        root.addHandler(stand_in)
+    root.addFilter(found)
+    try:
+        yield found.names
+    finally:
+        root.removeFilter(found)
+        if stand_in is not None:
+            root.removeHandler(stand_in)
+    if found.names:
+        example = next(iter(found.names))
+        count = len(found.names)
+        subject = "1 Conv/Gemm bias is" if count == 1 else f"{count} Conv/Gemm biases are"
+        log.warning("%s computed in the graph, not stored as an initializer (e.g. %r); the quantiser cannot "
+                    "quantise such a bias, and it stays FP32 like every bias in mvrt's INT8 graphs", subject, example)
 
 
 def _drop_shape_info(proto) -> None:

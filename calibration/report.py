@@ -8,7 +8,7 @@ from pathlib import Path
 
 from mvrt.calibration.compare import Comparison
 from mvrt.calibration.latency import LatencyRow
-from mvrt.calibration.sensitivity import LayerSensitivity
+from mvrt.calibration.sensitivity import SensitivityResult
 from mvrt.errors import UsageError
 
 __all__ = ["CalibrationReport", "render_report", "write_report"]
@@ -30,12 +30,12 @@ class CalibrationReport:
     quantized_layers: int
     comparison: Comparison
     tried: dict[str, Comparison] = field(default_factory=dict, repr=False)
-    sensitivity: tuple[LayerSensitivity, ...] = field(default=(), repr=False)
-    sensitivity_clips: int = 0
+    sensitivity: SensitivityResult | None = field(default=None, repr=False)
     latency: tuple[LatencyRow, ...] = ()
     cpu_features: tuple[str, ...] = ()
     settings: dict = field(default_factory=dict, repr=False)
     trained_on: str = ""
+    notes: tuple[str, ...] = ()  # cautions (small calibration or validation set), also logged as warnings
 
     def to_dict(self) -> dict:
         return {
@@ -46,10 +46,11 @@ class CalibrationReport:
             "validation_split": self.validation_split, "excluded_layers": list(self.excluded),
             "quantized_layers": self.quantized_layers, "comparison": self.comparison.to_dict(),
             "methods_tried": {name: c.to_dict() for name, c in self.tried.items()},
-            "sensitivity": {"clips": self.sensitivity_clips, "layers": [s.to_dict() for s in self.sensitivity]},
+            "sensitivity": self.sensitivity.to_dict() if self.sensitivity else {"mode": "off", "clips": 0, "layers": []},
             "latency_onnxruntime_cpu": {"cpu_int8_features": list(self.cpu_features),
                                         "rows": [row.to_dict() for row in self.latency]},
             "settings": self.settings,
+            "notes": list(self.notes),
         }
 
 
@@ -77,19 +78,30 @@ def render_report(report: CalibrationReport) -> str:
         lines += ["", "methods tried (best by agreement, then mean |Δp|):"]
         lines += [f"  {name:<11} agreement {t.agreement:.4f}  accuracy {t.int8.accuracy:.4f}  mean |Δp| {t.mean_abs_dp:.4f}"
                   + ("  <- kept" if name == report.method else "") for name, t in report.tried.items()]
-    lines += _sensitivity_lines(report) + _latency_lines(report)
+    lines += _sensitivity_lines(report.sensitivity) + _latency_lines(report) + _note_lines(report.notes)
     return "\n".join(lines)
 
 
-def _sensitivity_lines(report: CalibrationReport) -> list[str]:
-    if not report.sensitivity:
+def _sensitivity_lines(result: SensitivityResult | None) -> list[str]:
+    if result is None or not result.measured:
         return []
-    lines = ["", f"most sensitive layers (each quantised alone, {report.sensitivity_clips} validation clips; "
-             "keep them in FP32 with --exclude NAME):",
+    if result.mode == "full":
+        how = f"full: every layer quantised alone on {result.clips} validation clips"
+    else:
+        how = (f"fast: the {len(result.measured)} layers the proxy ranks worst, each quantised alone on "
+               f"{result.clips} validation clips")
+    lines = ["", f"most sensitive layers ({how}; keep them in FP32 with --exclude NAME):",
              f"  {'mean|Δp|':>9} {'max|Δp|':>8} {'flips':>5}  layer"]
     lines += [f"  {s.mean_abs_dp:>9.5f} {s.max_abs_dp:>8.5f} {s.flips:>5}  {s.node} ({s.op_type})"
-              for s in report.sensitivity[:SHOWN_LAYERS]]
+              for s in result.measured[:SHOWN_LAYERS]]
+    if result.unmeasured:
+        lines.append(f"  the other {result.unmeasured} quantised layers were ranked by the proxy only ("
+                     f"{result.describe_proxy()}), not measured on all clips; --sensitivity full measures every layer")
     return lines
+
+
+def _note_lines(notes: tuple[str, ...]) -> list[str]:
+    return ["", "notes:", *(f"  - {note}" for note in notes)] if notes else []
 
 
 def _latency_lines(report: CalibrationReport) -> list[str]:

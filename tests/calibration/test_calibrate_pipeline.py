@@ -34,9 +34,27 @@ def test_writes_a_tagged_int8_model_and_its_report(calibrated):
     best = report["methods_tried"][report["method"]]["top1_agreement"]
     assert best == max(t["top1_agreement"] for t in report["methods_tried"].values())
     assert report["calibration"]["clips"] == 12 and report["comparison"]["clips"] == 12
-    assert len(report["sensitivity"]["layers"]) == report["quantized_layers"] > 0
+    sensitivity = report["sensitivity"]
+    assert sensitivity["mode"] == "fast" and sensitivity["clips"] == 2 and report["quantized_layers"] > 16
+    assert sensitivity["measured_layers"] == len(sensitivity["layers"]) == 16  # the proxy's 16 worst, measured
+    assert len(sensitivity["proxy_ranking"]) == report["quantized_layers"]  # every layer ranked by the proxy
+    assert {layer["node"] for layer in sensitivity["layers"]} == {p["node"] for p in sensitivity["proxy_ranking"][:16]}
     assert [row["batch_size"] for row in report["latency_onnxruntime_cpu"]["rows"]] == [1, 4]
     assert result.report_path.name == "tiny.int8.report.json"
+    assert [note.split(":")[0] for note in report["notes"]] == ["small calibration set", "small validation set"]
+
+
+def test_the_table_says_which_sensitivity_mode_ran_and_cautions_about_small_sets(calibrated):
+    from mvrt.calibration.report import render_report
+
+    text = render_report(calibrated[3].report)
+    assert ("most sensitive layers (fast: the 16 layers the proxy ranks worst, each quantised alone on 2 validation "
+            "clips") in text
+    unmeasured = calibrated[3].report.quantized_layers - 16
+    assert (f"the other {unmeasured} quantised layers were ranked by the proxy only (each layer quantised alone on the "
+            "least confident validation clip") in text
+    assert "notes:\n  - small calibration set: 12 clips, 2 per class" in text
+    assert "  - small validation set: agreement is measured on 12 clips" in text
 
 
 def test_report_numbers_match_a_fresh_run_of_both_models(calibrated):

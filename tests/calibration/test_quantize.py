@@ -79,3 +79,64 @@ def test_exclude_patterns_that_match_nothing_are_an_error(tiny_models):
     with pytest.raises(UsageError, match="--exclude '/nope/\\*' matches no quantisable layer of tiny"):
         resolve_excludes(fp32, ["/nope/*"], "tiny")
     assert resolve_excludes(fp32, [quantizable_nodes(fp32)[0]] * 2, "tiny") == (quantizable_nodes(fp32)[0],)
+
+
+def _computed_bias_model(path):
+    """Conv -> Relu -> Conv -> Gemm whose three biases are computed by nodes (an Add, a Constant, an Identity)."""
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(0)
+    init = lambda name, shape: numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32), name)  # noqa: E731
+    nodes = [
+        helper.make_node("Add", ["b1a", "b1b"], ["b1"], name="bias1"),
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+        helper.make_node("Constant", [], ["b2"], name="bias2", value=init("b2v", (4,))),
+        helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], name="conv2"),
+        helper.make_node("Flatten", ["c2"], ["f"], name="flat"),
+        helper.make_node("Identity", ["b3i"], ["b3"], name="bias3"),
+        helper.make_node("Gemm", ["f", "w3", "b3"], ["logits"], name="fc", transB=1),
+    ]
+    graph = helper.make_graph(nodes, "computed-bias", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 6, 6])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 5])],
+                              [init("w1", (4, 3, 3, 3)), init("b1a", (4,)), init("b1b", (4,)), init("w2", (4, 4, 1, 1)),
+                               init("w3", (5, 144)), init("b3i", (5,))])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def test_per_bias_warnings_become_one_line(tmp_path, caplog, capfd):
+    import logging
+    import sys
+
+    path = _computed_bias_model(tmp_path / "computed-bias.onnx")
+    feeds = {"x": np.random.default_rng(1).standard_normal((1, 3, 6, 6)).astype(np.float32)}
+    ranges = collect_ranges(path, lambda: iter([feeds]), ("minmax",), OP_TYPES, total_samples=1, progress=False)
+    stderr = logging.StreamHandler(sys.stderr)  # as the CLI's logging.basicConfig does
+    stderr.setFormatter(logging.Formatter("mvrt: %(levelname)s: %(message)s"))
+    logging.getLogger().addHandler(stderr)
+    try:
+        with caplog.at_level(logging.WARNING):
+            proto = quantize_qdq(path, ranges.tensors_data("minmax"))
+    finally:
+        logging.getLogger().removeHandler(stderr)
+    assert set(quantized_nodes(proto)) == {"conv1", "conv2", "fc"}
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages == ["3 Conv/Gemm biases are computed in the graph, not stored as an initializer (e.g. 'b1'); the "
+                        "quantiser cannot quantise such a bias, and it stays FP32 like every bias in mvrt's INT8 graphs"]
+    lines = [line for line in capfd.readouterr().err.splitlines() if line.strip()]
+    assert lines == [f"mvrt: WARNING: {messages[0]}"]
+
+
+def test_other_warnings_pass_through_the_collapse(caplog):
+    import logging
+
+    from mvrt.calibration.quantize import collapsed_bias_warnings
+
+    with caplog.at_level(logging.WARNING), collapsed_bias_warnings() as names:
+        logging.warning("Expected bias 'b7' to be an initializer")
+        logging.warning("Expected bias 'b7' to be an initializer")
+        logging.warning("something else")
+    assert list(names) == ["b7"]
+    assert [r.getMessage() for r in caplog.records][0] == "something else"
+    assert caplog.records[-1].getMessage().startswith("1 Conv/Gemm bias is computed in the graph")
