@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mvrt.artifacts import CALIBRATION_DETAILS_KEY as DETAILS_KEY, CALIBRATION_KEY, PRECISION_KEY
 from mvrt.calibration.compare import Comparison, compare_logits
 from mvrt.calibration.notes import calibration_notes, validation_notes
 from mvrt.calibration.report import CalibrationReport, write_report
@@ -29,9 +30,6 @@ from mvrt.evaluate import run_logits
 __all__ = ["CalibrationResult", "calibrate", "default_int8_path", "report_path_for"]
 
 log = logging.getLogger(__name__)
-PRECISION_KEY = "mvrt_precision"
-CALIBRATION_KEY = "mvrt_calibration_sha256"
-DETAILS_KEY = "mvrt_calibration"
 
 
 @dataclass(frozen=True)

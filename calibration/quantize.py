@@ -48,7 +48,7 @@ def require_onnx():
     try:
         import onnx
     except ImportError:
-        raise MissingDependencyError("onnx", "dev", "INT8 calibration") from None
+        raise MissingDependencyError("onnx", "onnx", "INT8 calibration") from None
     return onnx
 
 

@@ -2,7 +2,7 @@
 
 One self-contained file: opset >= 18, dynamic batch axis "batch" on every input and on
 `logits`, the config JSON in `metadata_props["mvrt_config"]` and the checkpoint's sha256 in
-`metadata_props["checkpoint_sha256"]`. Uses torch's TorchScript-based exporter
+`metadata_props[CHECKPOINT_SHA_KEY]`. Uses torch's TorchScript-based exporter
 (`dynamo=False`): it needs no onnxscript, folds BatchNorm into the convolutions and yields a
 single protobuf; the dynamo exporter would need the extra `onnxscript` package.
 """
@@ -15,15 +15,15 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mvrt.artifacts import CHECKPOINT_SHA_KEY, CONFIG_KEY, OUTPUT_NAME
 from mvrt.config import ModelConfig
 from mvrt.errors import MissingDependencyError, ModelError, UsageError
-from mvrt.runtime.model_meta import CHECKPOINT_SHA_KEY, CONFIG_KEY, sha256_file
+from mvrt.runtime.model_meta import sha256_file
 
 if TYPE_CHECKING:
     import onnx
     import torch
 
-OUTPUT_NAME = "logits"
 BATCH_AXIS = "batch"
 MIN_OPSET = 18
 _EXPORT_BATCH = 2  # the traced batch; any batch works afterwards

@@ -18,6 +18,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from mvrt.artifacts import EXPORT_PRECISIONS, FP32_OPS_KEY, PRECISION_KEY
 from mvrt.errors import MissingDependencyError, ModelError, UsageError
 from mvrt.export.fp16 import Fp16Conversion
 from mvrt.export.opcheck import OpCheckReport
@@ -25,9 +26,6 @@ from mvrt.export.parity import CHECK_BATCH, ParityReport
 from mvrt.export.settings import TensorRTSettings
 
 log = logging.getLogger(__name__)
-PRECISION_KEY = "mvrt_precision"
-FP32_OPS_KEY = "mvrt_fp32_ops"
-EXPORT_PRECISIONS = ("fp32", "fp16")
 
 
 @dataclass(frozen=True)
@@ -105,6 +103,7 @@ def check_export_request(checkpoint: str | os.PathLike, onnx_path: str | os.Path
     checkpoint = Path(checkpoint)
     out = Path(onnx_path) if onnx_path is not None else default_onnx_path(checkpoint, precision)
     _check_request(checkpoint, out, precision, parity_batch, engine_path, tensorrt)
+    _require_export_packages()
     if engine_path is not None:
         _require_tensorrt()
     return out
@@ -125,6 +124,13 @@ def _check_request(checkpoint: Path, out: Path, precision: str, parity_batch: in
         raise UsageError(f"--engine {engine_path}: would overwrite the ONNX model or the checkpoint")
     if tensorrt is not None and tensorrt.precision != precision:
         raise UsageError(f"TensorRT settings ask for {tensorrt.precision} but the graph is exported as {precision}")
+
+
+def _require_export_packages() -> None:
+    """torch traces the network and onnx checks the graph: both before any work (`pip install 'mvrt[torch]'`)."""
+    for package in ("torch", "onnx"):
+        if importlib.util.find_spec(package) is None:
+            raise MissingDependencyError(package, "torch", "`mvrt export`")
 
 
 def _refuse_bundled_output(out: Path) -> None:

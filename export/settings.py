@@ -6,9 +6,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from mvrt.artifacts import PRECISIONS
 from mvrt.errors import UsageError
 
-PRECISIONS = ("fp32", "fp16", "int8")
 DEFAULT_BATCH = "1:4:8"
 
 

@@ -20,16 +20,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mvrt.artifacts import CALIBRATION_KEY, PRECISION_KEY, PRECISIONS
 from mvrt.config import ModelConfig
 from mvrt.errors import BackendError, MissingDependencyError, ModelError, UsageError
 from mvrt.runtime.engines import _cuda
-from mvrt.runtime.engines.sidecar import PRECISIONS, BatchProfile, EngineSidecar, write_sidecar
+from mvrt.runtime.engines.sidecar import BatchProfile, EngineSidecar, write_sidecar
 from mvrt.runtime.engines.tensorrt_engine import capturing_logger
 from mvrt.runtime.model_meta import read_model_config, read_onnx_metadata, sha256_file
 
 log = logging.getLogger(__name__)
-PRECISION_KEY = "mvrt_precision"
-CALIBRATION_KEY = "mvrt_calibration_sha256"
 MIN_TENSORRT_MAJOR = 10
 GIB = 1 << 30
 

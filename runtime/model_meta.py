@@ -18,12 +18,10 @@ import struct
 from pathlib import Path
 from typing import BinaryIO
 
+from mvrt.artifacts import CHECKPOINT_SHA_KEY, CONFIG_KEY, PLAN_SUFFIXES, PRECISION_KEY
 from mvrt.config import MAX_JSON_DEPTH, ModelConfig, json_depth
 from mvrt.errors import ModelError
 
-CONFIG_KEY = "mvrt_config"
-CHECKPOINT_SHA_KEY = "checkpoint_sha256"
-PRECISION_KEY = "mvrt_precision"  # written by `mvrt export` (fp32/fp16) and `mvrt calibrate` (int8)
 _FLOAT_DTYPES = {"F32": "fp32", "F16": "fp16", "BF16": "bf16", "F64": "fp64"}
 _MAX_HEADER_BYTES = 100 * 1024 * 1024
 _MAX_METADATA_ENTRY_BYTES = 16 * 1024 * 1024  # one ONNX metadata_props entry (the config is at most 64 KiB)
@@ -51,7 +49,7 @@ def read_model_config(path: str | os.PathLike) -> ModelConfig:
         return read_checkpoint_config(path)
     if suffix == ".onnx":
         return read_onnx_config(path)
-    if suffix in (".plan", ".engine", ".trt"):
+    if suffix in PLAN_SUFFIXES:
         from mvrt.runtime.engines.sidecar import read_sidecar
 
         return read_sidecar(path).model_config
@@ -144,7 +142,7 @@ def describe_model(path: str | os.PathLike) -> dict:
     if info["format"] == "safetensors":
         info["parameters"] = _count_parameters(read_safetensors_header(path))
     elif info["format"] == "onnx":
-        info["checkpoint_sha256"] = read_onnx_metadata(path).get(CHECKPOINT_SHA_KEY, "")
+        info[CHECKPOINT_SHA_KEY] = read_onnx_metadata(path).get(CHECKPOINT_SHA_KEY, "")
     else:  # a TensorRT plan: what its sidecar says about the build
         from mvrt.runtime.engines.sidecar import read_sidecar
 
@@ -165,7 +163,7 @@ def model_precision(path: str | os.PathLike) -> str:
         return read_onnx_metadata(path).get(PRECISION_KEY, "fp32")
     if suffix == ".safetensors":
         return _weights_precision(read_safetensors_header(path))
-    if suffix in (".plan", ".engine", ".trt"):
+    if suffix in PLAN_SUFFIXES:
         from mvrt.runtime.engines.sidecar import read_sidecar
 
         return read_sidecar(path).precision

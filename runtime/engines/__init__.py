@@ -6,6 +6,7 @@ import importlib.util
 import os
 from pathlib import Path
 
+from mvrt.artifacts import PLAN_SUFFIXES as _PLAN_SUFFIXES
 from mvrt.errors import MissingDependencyError, ModelError, UsageError
 from mvrt.runtime.engines.base import Engine
 from mvrt.runtime.engines.onnxruntime_engine import OnnxRuntimeEngine
@@ -13,7 +14,6 @@ from mvrt.runtime.engines.onnxruntime_engine import OnnxRuntimeEngine
 __all__ = ["BACKENDS", "Engine", "OnnxRuntimeEngine", "open_engine"]
 
 BACKENDS = ("auto", "onnxruntime", "torch", "tensorrt")
-_PLAN_SUFFIXES = (".plan", ".engine", ".trt")
 _OPTIONS = {"onnxruntime": ("providers", "threads"), "torch": ("device", "threads", "precision", "cuda_graphs"),
             "tensorrt": ("device", "trust_plan_code")}
 

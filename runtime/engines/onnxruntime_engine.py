@@ -8,13 +8,13 @@ from typing import Sequence
 
 import numpy as np
 
+from mvrt.artifacts import OUTPUT_NAME
 from mvrt.errors import BackendError, MissingDependencyError, ModelError
 from mvrt.runtime.engines.base import Engine
 from mvrt.runtime.model_meta import read_onnx_config
 
 log = logging.getLogger(__name__)
 
-OUTPUT_NAME = "logits"
 PROVIDER_ALIASES = {
     "cpu": "CPUExecutionProvider",
     "cuda": "CUDAExecutionProvider",

@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping
 
+from mvrt.artifacts import PRECISIONS
 from mvrt.config import ModelConfig, load_json_bounded
 from mvrt.errors import ModelError
 from mvrt.runtime.model_meta import sha256_file
@@ -38,7 +39,6 @@ from mvrt.runtime.model_meta import sha256_file
 SIDECAR_FORMAT = "mvrt-tensorrt-engine"
 SIDECAR_VERSION = 1
 SIDECAR_SUFFIX = ".json"
-PRECISIONS = ("fp32", "fp16", "int8")
 # (built major, running major) pairs TensorRT supports for version-compatible plans.
 _CROSS_MAJOR = {(8, 10), (10, 11)}
 _MAX_SIDECAR_BYTES = 1 << 20  # a real sidecar is a few KiB; its model config at most 64 KiB

@@ -19,6 +19,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from mvrt.artifacts import OUTPUT_NAME
 from mvrt.errors import BackendError, MissingDependencyError, ModelError, UsageError
 from mvrt.runtime.engines import _cuda
 from mvrt.runtime.engines.base import Engine
@@ -33,7 +34,6 @@ from mvrt.runtime.engines.sidecar import (
 )
 
 log = logging.getLogger(__name__)
-OUTPUT_NAME = "logits"
 _HOST_DTYPES = {"FLOAT": np.float32, "HALF": np.float16}
 
 

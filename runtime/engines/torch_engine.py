@@ -12,12 +12,12 @@ import os
 
 import numpy as np
 
+from mvrt.artifacts import TORCH_PRECISIONS as PRECISIONS
 from mvrt.errors import BackendError, MissingDependencyError, UsageError
 from mvrt.runtime.engines.base import Engine
 from mvrt.runtime.model_meta import read_checkpoint_config
 
 log = logging.getLogger(__name__)
-PRECISIONS = ("fp32", "fp16")
 _GRAPH_WARMUP_RUNS = 3
 
 

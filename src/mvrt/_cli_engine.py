@@ -8,11 +8,10 @@ from typing import Annotated, Optional
 import typer
 
 from mvrt._cli_types import POSITIVE_INT, choice
+from mvrt.artifacts import backend_for
 from mvrt.errors import UsageError
 
 BACKEND_CHOICES = ("auto", "onnxruntime", "torch", "tensorrt")
-_BY_SUFFIX = {".onnx": "onnxruntime", ".safetensors": "torch", ".plan": "tensorrt", ".engine": "tensorrt",
-              ".trt": "tensorrt"}
 TRUST_FLAG = "--trust-plan-code"
 ENGINE_PANEL = "Engine"
 
@@ -41,7 +40,7 @@ TrustPlanCode = Annotated[bool, typer.Option(
 def resolve_backend(model: str, backend: str) -> str:
     if backend != "auto":
         return backend
-    return _BY_SUFFIX.get(Path(model).suffix.lower(), "auto")
+    return backend_for(model) or "auto"
 
 
 def engine_options(args) -> dict:
@@ -89,7 +88,7 @@ def _check_plan_trust(model: str, trusted: bool) -> None:
     Anything else wrong with the plan or its sidecar is left for the engine to report.
     """
     path = Path(model)
-    if trusted or _BY_SUFFIX.get(path.suffix.lower()) != "tensorrt" or not path.is_file():
+    if trusted or backend_for(path) != "tensorrt" or not path.is_file():
         return
     from mvrt.errors import ModelError
     from mvrt.runtime.engines.sidecar import check_plan_trust, read_sidecar

@@ -9,11 +9,11 @@ import typer
 
 from mvrt._cli_output import Progress, Quiet, progress_wanted
 from mvrt._cli_types import POSITIVE_FLOAT, POSITIVE_INT, Args, choice, split_list
+from mvrt.artifacts import MODEL_SUFFIXES
 from mvrt.errors import UsageError
 
 EXIT_OK = 0
 UNTRAINED = "nothing: random initialisation (predictions are meaningless)"
-MODEL_SUFFIXES = (".onnx", ".safetensors", ".plan", ".engine", ".trt")
 SPLITS = ("train", "validation", "test")
 
 INFO_HELP = """Show what a model was built from, or a media file's streams.

@@ -43,7 +43,13 @@ def seed_everything(seed: int) -> None:
     import random
 
     import numpy as np
-    import torch
+
+    from mvrt.errors import MissingDependencyError
+
+    try:
+        import torch
+    except ImportError:
+        raise MissingDependencyError("torch", "torch", "building a network") from None
 
     random.seed(seed)
     np.random.seed(seed)
