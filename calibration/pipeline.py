@@ -284,13 +284,13 @@ def _report(model: Path, out: Path, config: ModelConfig, settings: CalibrationSe
 
 def _check_engine_request(out: Path, engine: Path, tensorrt) -> None:
     """Fail before calibrating when the plan cannot be built."""
-    from mvrt.export.pipeline import _require_tensorrt
+    from mvrt.export.pipeline import require_tensorrt
 
     if engine.resolve() == out.resolve():
         raise UsageError(f"--engine {engine}: would overwrite the INT8 model")
     if tensorrt is not None and tensorrt.precision != "int8":
         raise UsageError(f"TensorRT settings ask for {tensorrt.precision}, but a calibrated graph is int8")
-    _require_tensorrt()
+    require_tensorrt()
 
 
 def _build_engine(onnx_path: Path, engine: Path, tensorrt) -> Path:

@@ -105,7 +105,7 @@ def check_export_request(checkpoint: str | os.PathLike, onnx_path: str | os.Path
     _check_request(checkpoint, out, precision, parity_batch, engine_path, tensorrt)
     _require_export_packages()
     if engine_path is not None:
-        _require_tensorrt()
+        require_tensorrt()
     return out
 
 
@@ -154,7 +154,7 @@ def _checkpoint_hint(given: Path) -> str:
             f"`mvrt export {shlex.quote(str(bundled))} --onnx {bundled.stem}.onnx`)")
 
 
-def _require_tensorrt() -> None:
+def require_tensorrt() -> None:
     """Fail before the export when no TensorRT builder can run."""
     if importlib.util.find_spec("tensorrt") is None:
         raise MissingDependencyError("tensorrt", "tensorrt", "building a TensorRT engine")

@@ -27,10 +27,24 @@ def window_features(
     zero-padded to the window length here); `frames` is uint8 (frames, H, W, 3) RGB.
     """
     feeds = {name: audio_input(audio, sr, name, config, implementation) for name, sr in config.audio_inputs.items()}
-    video = normalize_frames(frames, config.frontend)  # (3, T, H, W)
-    for name, count in config.video_inputs.items():
-        feeds[name] = video if count == video.shape[1] else np.ascontiguousarray(video[:, slow_indices(video.shape[1], count)])
+    feeds.update(video_feeds(frames, config))
     return feeds
+
+
+def video_feeds(frames: np.ndarray, config: ModelConfig) -> dict[str, np.ndarray]:
+    """Every video input of the model from one window's uint8 (T, H, W, 3) frames: normalised,
+    and the slow pathway's subset of them (the feature cache stores the frames and calls this)."""
+    video = normalize_frames(frames, config.frontend)  # (3, T, H, W)
+    return {name: video if count == video.shape[1] else np.ascontiguousarray(video[:, slow_indices(video.shape[1], count)])
+            for name, count in config.video_inputs.items()}
+
+
+def normalize_audio(spec: np.ndarray, name: str, config: ModelConfig) -> np.ndarray:
+    """(2, n_mels, frames) log-mel/phase of input `name`, normalised with the model's own statistics."""
+    norm = config.norm_for(name)
+    mean = np.asarray(norm.mean, dtype=np.float32)[:, None, None]  # (2, 1, 1)
+    std = np.asarray(norm.std, dtype=np.float32)[:, None, None]  # (2, 1, 1)
+    return ((spec - mean) / std).astype(np.float32, copy=False)
 
 
 def audio_input(
@@ -44,10 +58,7 @@ def audio_input(
     spec = log_mel_phase(
         samples, sample_rate, n_fft=fe.n_fft, hop_length=fe.hop_length, n_mels=fe.n_mels, implementation=implementation
     )  # (2, n_mels, frames)
-    norm = config.norm_for(name)
-    mean = np.asarray(norm.mean, dtype=np.float32)[:, None, None]  # (2, 1, 1)
-    std = np.asarray(norm.std, dtype=np.float32)[:, None, None]  # (2, 1, 1)
-    return ((spec - mean) / std).astype(np.float32, copy=False)
+    return normalize_audio(spec, name, config)
 
 
 def fit_length(samples: np.ndarray, length: int) -> np.ndarray:

@@ -4,7 +4,7 @@ Layout: `<cache>/<frontend key>/<clip fingerprint>.npz`, one window per clip (th
 first window, `window_at(path, config, 0.0)` semantics). Each entry holds, exactly as the
 front-end computes them:
 
-- `frames`: uint8 (frames, size, size, 3) RGB, normalised at load time by `normalize_frames`;
+- `frames`: uint8 (frames, size, size, 3) RGB, normalised at load time by `runtime.features.video_feeds` (as at inference);
 - one float32 (2, n_mels, T) array per audio input, NOT normalised: the model's `audio_norm`
   is applied at load time with the same arithmetic as `mvrt.runtime.features.audio_input`.
 
@@ -44,8 +44,8 @@ import numpy as np
 from mvrt.config import AUDIO_INPUTS, MAX_FRAMES, MAX_IMAGE_SIZE, MAX_N_MELS, MAX_WINDOW_ELEMENTS, ModelConfig
 from mvrt.data import Clip
 from mvrt.errors import MvrtError, UsageError
-from mvrt.runtime.features import audio_input, normalize_frames
-from mvrt.runtime.windows import Window, slow_indices
+from mvrt.runtime.features import audio_input, normalize_audio, video_feeds
+from mvrt.runtime.windows import Window
 
 __all__ = ["FRONTEND_VERSION", "CacheReport", "FeatureCache", "clip_fingerprint", "entry_problem", "expected_arrays",
            "frontend_key", "load_batch", "load_entry"]
@@ -200,15 +200,8 @@ def load_entry(path: str | os.PathLike, config: ModelConfig | None = None) -> di
 
 def entry_features(raw: dict[str, np.ndarray], config: ModelConfig) -> dict[str, np.ndarray]:
     """Network inputs (no batch axis) from raw cached arrays, normalised with `config`."""
-    feeds = {}
-    for name in config.audio_inputs:
-        norm = config.norm_for(name)
-        mean = np.asarray(norm.mean, dtype=np.float32)[:, None, None]  # (2, 1, 1)
-        std = np.asarray(norm.std, dtype=np.float32)[:, None, None]  # (2, 1, 1)
-        feeds[name] = ((raw[name] - mean) / std).astype(np.float32, copy=False)
-    video = normalize_frames(raw["frames"], config.frontend)  # (3, T, H, W)
-    for name, count in config.video_inputs.items():
-        feeds[name] = video if count == video.shape[1] else np.ascontiguousarray(video[:, slow_indices(video.shape[1], count)])
+    feeds = {name: normalize_audio(raw[name], name, config) for name in config.audio_inputs}
+    feeds.update(video_feeds(raw["frames"], config))
     return feeds
 
 

@@ -5,12 +5,9 @@ from __future__ import annotations
 import csv
 import io
 import json
-from typing import Iterable, TextIO
 
 from mvrt.config import ModelConfig
 from mvrt.runtime.results import VideoResult, WindowResult
-
-FORMATS = ("table", "json", "csv", "jsonl")
 
 
 def model_summary(config: ModelConfig, model_path: str, backend: str, precision: str = "fp32") -> dict:
@@ -93,12 +90,6 @@ def footer(model: dict) -> str:
     """The table's last line: which model, how it ran, what it learnt from."""
     how = ", ".join(str(model[k]) for k in ("arch", "backend", "precision") if model.get(k))
     return f"-- model: {model['path']} ({how}); trained on: {model['trained_on']}"
-
-
-def write_all(stream: TextIO, text: Iterable[str]) -> None:
-    for chunk in text:
-        stream.write(chunk)
-    stream.flush()
 
 
 def _clock(seconds: float) -> str:
