@@ -23,7 +23,7 @@ from typing import Any
 from mvrt.artifacts import CALIBRATION_KEY, PRECISION_KEY, PRECISIONS
 from mvrt.config import ModelConfig
 from mvrt.errors import BackendError, MissingDependencyError, ModelError, UsageError
-from mvrt.runtime.engines import _cuda
+from mvrt.runtime.engines import cuda_runtime
 from mvrt.runtime.engines.sidecar import BatchProfile, EngineSidecar, write_sidecar
 from mvrt.runtime.engines.tensorrt_engine import capturing_logger
 from mvrt.runtime.model_meta import read_model_config, read_onnx_metadata, sha256_file
@@ -64,8 +64,8 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, s
     except ImportError:  # tensorrt_lean cannot build
         raise MissingDependencyError("tensorrt", "tensorrt", "building a TensorRT engine") from None
     _check_version(trt)
-    _cuda.use_device(device)
-    gpu_name, capability = _cuda.device_name_and_capability(device)
+    cuda_runtime.use_device(device)
+    gpu_name, capability = cuda_runtime.device_name_and_capability(device)
     serialized, cache_loaded = _build(trt, plan)
     sidecar = EngineSidecar(
         plan_sha256="", plan_bytes=len(serialized), tensorrt_version=str(trt.__version__), gpu_name=gpu_name,

@@ -16,10 +16,10 @@ def _missing(reason: str) -> None:
 def require_cuda() -> int:
     """The number of CUDA devices seen through cuda-python; skips (or fails) when there are none."""
     from mvrt.errors import BackendError
-    from mvrt.runtime.engines import _cuda
+    from mvrt.runtime.engines import cuda_runtime
 
     try:
-        count = _cuda.device_count()
+        count = cuda_runtime.device_count()
     except BackendError as exc:  # MissingDependencyError (no cuda-python) is a BackendError too
         _missing(str(exc))
     if count < 1:

@@ -21,7 +21,7 @@ import numpy as np
 
 from mvrt.artifacts import OUTPUT_NAME
 from mvrt.errors import BackendError, MissingDependencyError, ModelError, UsageError
-from mvrt.runtime.engines import _cuda
+from mvrt.runtime.engines import cuda_runtime
 from mvrt.runtime.engines.base import Engine
 from mvrt.runtime.engines.sidecar import (
     EngineSidecar,
@@ -81,7 +81,7 @@ def capturing_logger(trt: Any) -> Any:
 
 def current_machine(trt: Any, device: int, dla_cores: int = 0) -> Machine:
     """The running TensorRT version and GPU, as the sidecar records them."""
-    name, capability = _cuda.device_name_and_capability(device)
+    name, capability = cuda_runtime.device_name_and_capability(device)
     return Machine(tensorrt_version=str(trt.__version__), gpu_name=name, compute_capability=capability,
                    dla_cores=dla_cores)
 
@@ -126,7 +126,7 @@ class TensorRTEngine(Engine):
 
     def _load(self) -> None:
         trt = import_tensorrt(self.sidecar.version_compatible, f"running the TensorRT plan {self.path.name}")
-        _cuda.use_device(self.device)
+        cuda_runtime.use_device(self.device)
         logger = capturing_logger(trt)
         runtime = trt.Runtime(logger)
         validate_sidecar(self.sidecar, current_machine(trt, self.device, _dla_cores(runtime)), self.path)
@@ -161,9 +161,9 @@ class _Loaded:
         self.trt, self.logger, self.runtime, self.engine = trt, logger, runtime, engine
         self.path, self.config, self.max_batch, self.gpu = owner.path, owner.config, owner.profile.max, owner.device
         self.context = None
-        self.stream: _cuda.Stream | None = None
-        self.device_buffers: dict[str, _cuda.DeviceBuffer] = {}
-        self.host_buffers: dict[str, _cuda.PinnedBuffer] = {}
+        self.stream: cuda_runtime.Stream | None = None
+        self.device_buffers: dict[str, cuda_runtime.DeviceBuffer] = {}
+        self.host_buffers: dict[str, cuda_runtime.PinnedBuffer] = {}
         try:
             self.shapes = self._check_io(owner)
             self._allocate()
@@ -194,27 +194,27 @@ class _Loaded:
         self.context = self.engine.create_execution_context()
         if self.context is None:
             raise BackendError(f"{self.path}: TensorRT cannot create an execution context: {self.logger.last_errors()}")
-        self.stream = _cuda.Stream()
+        self.stream = cuda_runtime.Stream()
         for name, shape in self.shapes.items():
             full = (self.max_batch, *shape)  # (max batch, *per-sample shape)
-            self.host_buffers[name] = _cuda.PinnedBuffer(full, self.dtypes[name])
-            self.device_buffers[name] = _cuda.DeviceBuffer(self.host_buffers[name].nbytes)
+            self.host_buffers[name] = cuda_runtime.PinnedBuffer(full, self.dtypes[name])
+            self.device_buffers[name] = cuda_runtime.DeviceBuffer(self.host_buffers[name].nbytes)
             if not self.context.set_tensor_address(name, self.device_buffers[name].ptr):
                 raise BackendError(f"{self.path}: TensorRT refused the address of tensor {name!r}: {self.logger.last_errors()}")
 
     def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         batch = next(iter(feeds.values())).shape[0]
-        _cuda.set_device(self.gpu)  # the calling thread may not be the one that loaded the engine
+        cuda_runtime.set_device(self.gpu)  # the calling thread may not be the one that loaded the engine
         for name in self.inputs:
             host = self.host_buffers[name]
             np.copyto(host.array[:batch], feeds[name], casting="same_kind")
-            _cuda.copy_to_device(self.device_buffers[name].ptr, host, self._nbytes(name, batch), self.stream)
+            cuda_runtime.copy_to_device(self.device_buffers[name].ptr, host, self._nbytes(name, batch), self.stream)
             if not self.context.set_input_shape(name, (batch, *self.shapes[name])):
                 raise BackendError(f"{self.path}: TensorRT refused input {name!r} at batch {batch}: {self.logger.last_errors()}")
         if not self.context.execute_async_v3(self.stream.handle):
             raise BackendError(f"{self.path}: TensorRT inference failed: {self.logger.last_errors()}")
         out = self.host_buffers[OUTPUT_NAME]
-        _cuda.copy_to_host(out, self.device_buffers[OUTPUT_NAME].ptr, self._nbytes(OUTPUT_NAME, batch), self.stream)
+        cuda_runtime.copy_to_host(out, self.device_buffers[OUTPUT_NAME].ptr, self._nbytes(OUTPUT_NAME, batch), self.stream)
         self.stream.synchronize()
         return out.array[:batch].astype(np.float32, copy=True)
 

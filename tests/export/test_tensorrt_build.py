@@ -102,7 +102,7 @@ def trt_and_models(request):
 
 @pytest.mark.gpu
 def test_fp32_build_records_the_machine_and_reuses_the_timing_cache(trt_and_models, tmp_path):
-    from mvrt.runtime.engines import _cuda
+    from mvrt.runtime.engines import cuda_runtime
     from mvrt.runtime.model_meta import sha256_file
 
     trt, models = trt_and_models
@@ -111,7 +111,7 @@ def test_fp32_build_records_the_machine_and_reuses_the_timing_cache(trt_and_mode
     settings = TensorRTSettings(batch_min=1, batch_opt=2, batch_max=4, timing_cache=cache)
     first = build_engine(tm.onnx, tmp_path / "a.plan", settings, source=tm.checkpoint)
     assert first == json.loads(sidecar_path(tmp_path / "a.plan").read_text())
-    name, capability = _cuda.device_name_and_capability(0)
+    name, capability = cuda_runtime.device_name_and_capability(0)
     assert (first["tensorrt_version"], first["gpu_name"], first["compute_capability"]) == (trt.__version__, name, capability)
     assert first["precision"] == "fp32" and first["batch"] == {"min": 1, "opt": 2, "max": 4}
     assert first["onnx_sha256"] == sha256_file(tm.onnx) and first["plan_sha256"] == sha256_file(tmp_path / "a.plan")

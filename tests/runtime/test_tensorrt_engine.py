@@ -148,24 +148,24 @@ def test_bad_device_is_a_usage_error():
 
 @pytest.mark.skipif(_has_cuda_python(), reason="cuda-python is installed")
 def test_cuda_helpers_without_cuda_python():
-    from mvrt.runtime.engines import _cuda
+    from mvrt.runtime.engines import cuda_runtime
 
     with pytest.raises(MissingDependencyError, match=r"needs the 'cuda-python' package.*mvrt\[tensorrt\]"):
-        _cuda.device_count()
+        cuda_runtime.device_count()
 
 
 def test_cuda_helpers_without_a_driver():
     if not _has_cuda_python():
         pytest.skip("cuda-python is not installed")
-    from mvrt.runtime.engines import _cuda
+    from mvrt.runtime.engines import cuda_runtime
 
-    rt = _cuda.cudart()
+    rt = cuda_runtime.cudart()
     status = rt.cudaGetDeviceCount()[0]
     if status == rt.cudaError_t.cudaSuccess:
         pytest.skip("a CUDA driver is present")
     with pytest.raises(BackendError, match=r"^no CUDA driver found: cudaGetDeviceCount failed with cudaError\w+; "
                        r"the TensorRT backend needs an NVIDIA GPU"):
-        _cuda.device_count()
+        cuda_runtime.device_count()
 
 
 # --- CUDA (cuda-python and a driver) ---------------------------------------------------------
@@ -173,17 +173,17 @@ def test_cuda_helpers_without_a_driver():
 @pytest.mark.gpu
 def test_pinned_and_device_buffers_round_trip():
     require_cuda()
-    from mvrt.runtime.engines import _cuda
+    from mvrt.runtime.engines import cuda_runtime
 
-    _cuda.use_device(0)
+    cuda_runtime.use_device(0)
     data = np.random.default_rng(0).standard_normal((3, 5, 7)).astype(np.float32)
-    src, dst = _cuda.PinnedBuffer((4, 5, 7), np.float32), _cuda.PinnedBuffer((4, 5, 7), np.float32)
-    device, stream = _cuda.DeviceBuffer(src.nbytes), _cuda.Stream()
+    src, dst = cuda_runtime.PinnedBuffer((4, 5, 7), np.float32), cuda_runtime.PinnedBuffer((4, 5, 7), np.float32)
+    device, stream = cuda_runtime.DeviceBuffer(src.nbytes), cuda_runtime.Stream()
     try:
         src.array[:3] = data
         dst.array[:] = -1
-        _cuda.copy_to_device(device.ptr, src, data.nbytes, stream)
-        _cuda.copy_to_host(dst, device.ptr, data.nbytes, stream)
+        cuda_runtime.copy_to_device(device.ptr, src, data.nbytes, stream)
+        cuda_runtime.copy_to_host(dst, device.ptr, data.nbytes, stream)
         stream.synchronize()
         np.testing.assert_array_equal(dst.array[:3], data)
         assert (dst.array[3] == -1).all()  # only the batch's bytes were copied
@@ -192,7 +192,7 @@ def test_pinned_and_device_buffers_round_trip():
             item()
     assert src.array is None and device.ptr == 0 and stream.handle == 0
     with pytest.raises(BackendError, match=r"CUDA device 99 does not exist"):
-        _cuda.use_device(99)
+        cuda_runtime.use_device(99)
 
 
 @pytest.mark.gpu
@@ -201,9 +201,9 @@ def test_device_properties_match_torch():
     torch = pytest.importorskip("torch")
     if not torch.cuda.is_available():
         pytest.skip("torch has no CUDA build here")
-    from mvrt.runtime.engines import _cuda
+    from mvrt.runtime.engines import cuda_runtime
 
-    name, capability = _cuda.device_name_and_capability(0)
+    name, capability = cuda_runtime.device_name_and_capability(0)
     assert name == torch.cuda.get_device_name(0)
     assert capability == "{}.{}".format(*torch.cuda.get_device_capability(0))
 

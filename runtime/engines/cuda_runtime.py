@@ -1,4 +1,5 @@
-"""Minimal CUDA runtime helpers over cuda-python: device info, buffers, a stream, async copies.
+"""Minimal CUDA runtime helpers over cuda-python (for the TensorRT engine and builder): device info,
+buffers, a stream, async copies.
 
 cuda-python is imported lazily: `cuda.bindings.runtime` (cuda-python >= 12.6), else the older
 `cuda.cudart`. Every call's status is checked and turned into a one-line BackendError; a
