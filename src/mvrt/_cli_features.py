@@ -59,8 +59,11 @@ def features(
 
 
 def run_features(args) -> int:
+    import io
+
     import numpy as np
 
+    from mvrt.files import write_atomic
     from mvrt.runtime.media_features import iter_file_features, window_at
 
     config = _config(args)
@@ -68,11 +71,9 @@ def run_features(args) -> int:
         _check_audio_out(args.audio_out)
     window = window_at(args.video, config, args.start)
     _, feeds = next(iter_file_features(args.video, config, [window], implementation=args.frontend))
-    try:
-        np.savez(args.output, **feeds, mvrt_config=np.array(config.to_json()),
-                 start_seconds=np.float64(window.start_seconds))
-    except OSError as exc:
-        raise UsageError(f"{args.output}: cannot write features: {exc.strerror}") from None
+    buffer = io.BytesIO()
+    np.savez(buffer, **feeds, mvrt_config=np.array(config.to_json()), start_seconds=np.float64(window.start_seconds))
+    write_atomic(args.output, buffer.getvalue())  # whole or not at all
     shapes = ", ".join(f"{name} {tuple(a.shape)}" for name, a in feeds.items())
     print(f"wrote {args.output}: {shapes}", file=sys.stderr)
     if args.audio_out:
@@ -119,8 +120,7 @@ def write_window_audio(video: str, config, window, target: str) -> list[tuple[Pa
     The samples come from the front-end's own decoder (`window_audio`, through `iter_window_audio`)
     and are cut or zero-padded to the window length as `window_features` does.
     """
-    import soundfile
-
+    from mvrt.files import write_audio
     from mvrt.runtime._audio_decode import iter_window_audio
     from mvrt.runtime.features import fit_length
 
@@ -132,10 +132,6 @@ def write_window_audio(video: str, config, window, target: str) -> list[tuple[Pa
     for rate in rates:
         mono = fit_length(samples[rate], fe.window_samples(rate))
         flac = paths[rate].suffix.lower() == ".flac"
-        try:
-            soundfile.write(paths[rate], mono, rate, subtype="PCM_24" if flac else "FLOAT",
-                            format="FLAC" if flac else "WAV")
-        except (OSError, RuntimeError) as exc:  # soundfile's LibsndfileError is a RuntimeError
-            raise UsageError(f"--audio-out {paths[rate]}: cannot write audio ({exc})") from None
+        write_audio(paths[rate], mono, rate, "PCM_24" if flac else "FLOAT")
         written.append((paths[rate], rate, mono.size / rate))
     return written

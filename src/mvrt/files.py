@@ -1,4 +1,4 @@
-"""Files written whole or not at all (results, plots): a temporary file beside the target, then rename."""
+"""Files written whole or not at all (results, plots, audio): a temporary file beside the target, then rename."""
 
 from __future__ import annotations
 
@@ -43,6 +43,29 @@ def write_atomic(path: str, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_audio(path: str | os.PathLike, samples, sample_rate: int, subtype: str) -> Path:
+    """Write `samples` ((n,) mono or (n, channels) float32) as WAV or FLAC (by the suffix), whole or not at all.
+
+    Encoded with soundfile in memory, then written by `write_atomic`: a failed or killed write
+    leaves no half file.
+    """
+    import io
+
+    import soundfile
+
+    path = Path(path)
+    kind = {".wav": "WAV", ".flac": "FLAC"}.get(path.suffix.lower())
+    if kind is None:
+        raise OutputError(f"{path}: audio is written as .wav or .flac, not {path.suffix or 'no suffix'}")
+    buffer = io.BytesIO()
+    try:
+        soundfile.write(buffer, samples, sample_rate, subtype=subtype, format=kind)
+    except (RuntimeError, ValueError) as exc:  # soundfile's LibsndfileError is a RuntimeError
+        raise OutputError(f"{path}: cannot encode audio ({exc})") from None
+    write_atomic(str(path), buffer.getvalue())
+    return path
 
 
 def _write_in_place(path: str, data: bytes) -> None:

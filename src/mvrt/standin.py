@@ -279,16 +279,12 @@ def _write_marker(root: Path, settings: dict) -> None:
 
 
 def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int, subtype: str = "PCM_16") -> Path:
-    """Write `audio` (channels, n) float32 as an audio file with soundfile (format from the suffix)."""
-    import soundfile
+    """Write `audio` (channels, n) float32 as a .wav or .flac file (soundfile, written whole or not at all)."""
+    from mvrt.files import write_audio as write_audio_file
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        soundfile.write(str(path), np.ascontiguousarray(np.asarray(audio, np.float32).T), sample_rate, subtype=subtype)
-    except (OSError, RuntimeError, ValueError) as exc:  # soundfile.LibsndfileError is a RuntimeError
-        raise UsageError(f"{path}: cannot write audio ({exc})") from None
-    return path
+    return write_audio_file(path, np.ascontiguousarray(np.asarray(audio, np.float32).T), sample_rate, subtype)
 
 
 def _write_standin_clip(folder: Path, stem: str, audio, frames, fps, sample_rate, layout) -> tuple[Path, Path]:
