@@ -39,10 +39,9 @@ from mvrt.runtime.decode import AudioDecodeStats, VideoDecodeStats, probe
 from mvrt.runtime.features import window_features
 from mvrt.runtime.inputs import MediaPair
 from mvrt.runtime.probe import (
-    _END_DISAGREEMENT_FACTOR,
-    _END_DISAGREEMENT_SECONDS,
     _check_stream_ends,
     abandon,
+    ends_disagree,
     check_read_timeout,
     media_error,
     missing_streams,
@@ -235,7 +234,7 @@ def _pair_duration(pair: MediaPair, sound, picture, timeout: float | None) -> fl
     audio_end = _file_duration(*sound, pair.audio, timeout)
     video_end = _file_duration(*picture, pair.video, timeout)
     short, long = sorted((audio_end, video_end))
-    if long > _END_DISAGREEMENT_FACTOR * max(short, 0.0) + _END_DISAGREEMENT_SECONDS:
+    if ends_disagree(audio_end, video_end):
         raise MediaError(f"{pair}: the audio file lasts {audio_end:.2f} s but the video file {video_end:.2f} s; "
                          "they are not two halves of one clip (or their timestamps are damaged)")
     if long - short > PAIR_MISMATCH_SECONDS:

@@ -241,6 +241,12 @@ def missing_streams(has_audio: bool, has_video: bool) -> str | None:
     return None
 
 
+def ends_disagree(first_seconds: float, second_seconds: float) -> bool:
+    """Whether two ends of one clip are too far apart to be real media (over 2x + 60 s)."""
+    short, long = sorted((first_seconds, second_seconds))
+    return long > _END_DISAGREEMENT_FACTOR * max(short, 0.0) + _END_DISAGREEMENT_SECONDS
+
+
 def _check_stream_ends(container, audio, video, path: str) -> None:
     """Refuse streams whose own durations disagree wildly (a damaged timescale, not real media).
 
@@ -250,8 +256,7 @@ def _check_stream_ends(container, audio, video, path: str) -> None:
     ends = {kind: stream_end_seconds(container, s) for kind, s in (("audio", audio), ("video", video))}
     if None in ends.values():
         return
-    short, long = sorted(ends.values())
-    if long > _END_DISAGREEMENT_FACTOR * max(short, 0.0) + _END_DISAGREEMENT_SECONDS:
+    if ends_disagree(ends["audio"], ends["video"]):
         raise media_error(
             path,
             f"the audio stream says it ends at {ends['audio']:.2f} s but the video stream at {ends['video']:.2f} s; "
