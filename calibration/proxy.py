@@ -107,7 +107,7 @@ def _variant(node, int8_node, producers: dict, i: int, rank: int, extra: _Extras
     if len(node.output) != 1:
         raise BackendError(f"node {node.name!r} has {len(node.output)} outputs; sensitivity expects one")
     out = node.output[0]
-    chain = _qdq_chain(int8_node, producers)
+    chain = qdq_chain(int8_node, producers)
     for link in chain:
         extra.int8_values(link.input[1:] if link.op_type == "QuantizeLinear" else link.input)
     extra.int8_values(int8_node.input)  # e.g. a bias the quantiser renamed
@@ -130,7 +130,7 @@ def _variant(node, int8_node, producers: dict, i: int, rank: int, extra: _Extras
             onnx.helper.make_node("Where", [mask, out + _Q, out + _FP], [out], name=f"{node.name}/mvrt_select")]
 
 
-def _qdq_chain(int8_node, producers: dict) -> list:
+def qdq_chain(int8_node, producers: dict) -> list:
     """The QuantizeLinear/DequantizeLinear nodes feeding `int8_node`, producers first."""
     chain = []
     for value in int8_node.input:
@@ -211,7 +211,7 @@ def layer_shifts(fp32, int8, nodes: Sequence[str], feeds: dict[str, np.ndarray],
     with tqdm(total=len(items), desc="sensitivity proxy", unit="layer", file=sys.stderr, disable=not progress) as bar:
         for first in range(0, len(nodes), per_graph):
             group = list(nodes[first : first + per_graph])
-            session = _session(masked_graph(fp32, int8, group), threads)
+            session = cpu_session(masked_graph(fp32, int8, group), threads, "the masked sensitivity graph")
             todo = [(layer - first, clip) for layer, clip in items if first <= layer < first + len(group)]
             for start in range(0, len(todo), batch_size):
                 chunk = todo[start : start + batch_size]
@@ -235,7 +235,8 @@ def _run(session, feeds: dict[str, np.ndarray], chunk: Sequence[tuple[int, int]]
     return session.run(["logits"], batch)[0]
 
 
-def _session(model, threads: int | None):
+def cpu_session(model, threads: int | None, what: str):
+    """An ONNX Runtime CPU session of the in-memory `model`; `what` names it in the one-line error."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -245,4 +246,4 @@ def _session(model, threads: int | None):
     try:
         return ort.InferenceSession(model.SerializeToString(), sess_options=options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001 - ORT raises its own pybind types
-        raise BackendError(f"onnxruntime cannot run the masked sensitivity graph: {' '.join(str(exc).split())}") from None
+        raise BackendError(f"onnxruntime cannot run {what}: {' '.join(str(exc).split())}") from None

@@ -20,8 +20,7 @@ from typing import Sequence
 import numpy as np
 
 from mvrt.calibration.compare import prob_shift
-from mvrt.calibration.proxy import PROXY_CLIPS, LayerProxy, proxy_ranking
-from mvrt.errors import BackendError
+from mvrt.calibration.proxy import PROXY_CLIPS, LayerProxy, cpu_session, proxy_ranking, qdq_chain
 
 __all__ = ["LayerSensitivity", "SensitivityResult", "graft_layer", "layer_sensitivity", "measure_sensitivity"]
 
@@ -105,14 +104,7 @@ def graft_layer(fp32, int8, name: str):
     model = onnx.ModelProto()
     model.CopyFrom(fp32)
     have = {t.name for t in model.graph.initializer}
-    chain, inputs = [], list(target.input)
-    for value in target.input:
-        dq = producers.get(value)
-        if dq is None or dq.op_type != "DequantizeLinear":
-            continue
-        q = producers.get(dq.input[0])
-        links = [q, dq] if q is not None and q.op_type == "QuantizeLinear" else [dq]
-        chain += [n for n in links if n not in chain]
+    chain, inputs = qdq_chain(target, producers), list(target.input)
     for node in chain:
         for value in node.input[1:] if node.op_type == "QuantizeLinear" else node.input:
             if value in initializers and value not in have:
@@ -127,18 +119,6 @@ def graft_layer(fp32, int8, name: str):
     return model
 
 
-def _session(model, threads: int):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.log_severity_level = 3
-    try:
-        return ort.InferenceSession(model.SerializeToString(), sess_options=options, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # noqa: BLE001 - ORT raises its own pybind types
-        raise BackendError(f"onnxruntime cannot run a quantised variant: {' '.join(str(exc).split())}") from None
-
-
 def layer_sensitivity(fp32, int8, nodes: Sequence[str], feeds: dict[str, np.ndarray], fp32_logits: np.ndarray, *,
                       threads: int, progress: bool = True) -> list[LayerSensitivity]:
     """Sensitivity of each quantised node in `nodes`, most sensitive first."""
@@ -148,7 +128,7 @@ def layer_sensitivity(fp32, int8, nodes: Sequence[str], feeds: dict[str, np.ndar
     ops = {node.name: node.op_type for node in int8.graph.node}
     found = []
     for name in tqdm(nodes, desc="layer sensitivity", unit="layer", file=sys.stderr, disable=not progress):
-        logits = _session(graft_layer(fp32, int8, name), threads).run(["logits"], feeds)[0]
+        logits = cpu_session(graft_layer(fp32, int8, name), threads, "a quantised variant").run(["logits"], feeds)[0]
         shift = prob_shift(fp32_logits, logits)
         found.append(LayerSensitivity(name, ops.get(name, "?"), float(shift.mean()), float(shift.max()),
                                       int(np.sum(logits.argmax(axis=1) != labels))))
