@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from mvrt._cli_infer import BUNDLED_NOTE
+from mvrt._cli_infer import model_or_bundled
 from mvrt._cli_output import check_writable
 from mvrt._cli_types import Args, choice
 from mvrt.errors import UsageError
@@ -92,11 +92,7 @@ def _config(args):
         raise UsageError("--model and --arch conflict: give the model whose front-end to use, or an architecture")
     if args.arch is not None:
         return ModelConfig(arch=args.arch)
-    if args.model is None:
-        from mvrt.bundled import default_model_path
-
-        args.model = str(default_model_path())
-        print(BUNDLED_NOTE, file=sys.stderr)
+    args.model = model_or_bundled(args.model)
     return read_model_config(args.model)
 
 

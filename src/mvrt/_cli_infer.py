@@ -126,6 +126,16 @@ def infer(
     return run_infer(Args(locals()))
 
 
+def model_or_bundled(model: str | None) -> str:
+    """`--model` as given, else the bundled demo model (saying so on stderr)."""
+    if model is not None:
+        return model
+    from mvrt.bundled import default_model_path
+
+    print(BUNDLED_NOTE, file=sys.stderr)
+    return str(default_model_path())
+
+
 def run_infer(args) -> int:
     from mvrt.api import load_model
     from mvrt.runtime.pipeline import PipelineConfig
@@ -133,11 +143,7 @@ def run_infer(args) -> int:
     progress = progress_wanted(args)
     _check_outputs(args)  # before any work: a bad --output/--plot is a usage error
     items = _input_items(args)
-    if args.model is None:
-        from mvrt.bundled import default_model_path
-
-        args.model = str(default_model_path())
-        print(BUNDLED_NOTE, file=sys.stderr)
+    args.model = model_or_bundled(args.model)
     sources = source_options(args)
     pipeline = PipelineConfig(batch_size=args.batch_size, window_seconds=args.window, hop_seconds=args.hop,
                               read_timeout_seconds=args.read_timeout, isolate=args.isolate, source=sources,
