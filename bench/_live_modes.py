@@ -7,6 +7,7 @@ timer stops the stream after `max_wall_seconds`, and the senders are killed on t
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import statistics
@@ -56,26 +57,46 @@ def _stopper(stop, seconds: float) -> threading.Timer:
     return timer
 
 
+@dataclass
+class _Run:
+    """One sender and `model.stream` reading it; `cpu` is this process's use, read once the stream closed."""
+
+    sender: object
+    meter: CpuMeter
+    stream: object
+    cpu: dict | None = None
+
+
+@contextlib.contextmanager
+def _one_source(args, model, clip: Path, clip_seconds: float, needed: float):
+    """One live source sending `needed` media seconds at `args.speed`, read until `args.windows` windows
+    or `args.max_wall_seconds`; the sender is killed on the way out."""
+    with senders(clip, 1, speed=args.speed, loops=loops_for(clip_seconds, needed),
+                 max_seconds=needed / max(args.speed, 1e-9) + args.max_wall_seconds) as (sender,):
+        meter = CpuMeter()
+        with model.stream(sender.url, hop_seconds=args.hop, max_windows=args.windows) as stream:
+            run = _Run(sender, meter, stream)
+            timer = _stopper(stream.stop, args.max_wall_seconds)
+            try:
+                yield run
+            finally:
+                timer.cancel()
+        run.cpu = meter.read()
+
+
 def measure_latency(args, model, clip: Path, clip_seconds: float, window_seconds: float) -> dict:
     """One live source over TCP at `args.speed`, read with `model.stream`; latency of every window."""
     from mvrt.runtime.results import WindowResult
 
     needed = media_needed(window_seconds, args.hop, args.windows)
     samples, states = [], []
-    with senders(clip, 1, speed=args.speed, loops=loops_for(clip_seconds, needed),
-                 max_seconds=needed / args.speed + args.max_wall_seconds) as (sender,):
-        meter, start = CpuMeter(), time.monotonic()
-        with model.stream(sender.url, hop_seconds=args.hop, max_windows=args.windows) as stream:
-            timer = _stopper(stream.stop, args.max_wall_seconds)
-            try:
-                for event in stream:
-                    if isinstance(event, WindowResult):
-                        samples.append(_sample(event))
-                    else:
-                        states.append(event.state)
-            finally:
-                timer.cancel()
-        cpu = meter.read()
+    with _one_source(args, model, clip, clip_seconds, needed) as run:
+        start = run.meter.wall
+        for event in run.stream:
+            if isinstance(event, WindowResult):
+                samples.append(_sample(event))
+            else:
+                states.append(event.state)
     latencies = [s.latency_seconds for s in samples]
     lags = [s.lag(start, args.speed) for s in samples]
     return {
@@ -85,7 +106,7 @@ def measure_latency(args, model, clip: Path, clip_seconds: float, window_seconds
         "first_window_latency_seconds": round(latencies[0], 4) if latencies and latencies[0] is not None else None,
         "lag_growth_seconds": round(lags[-1] - lags[0], 3) if len(lags) > 1 else None,
         "gap_seconds": round(sum(s.gap_seconds for s in samples), 3),
-        "media_seconds": needed, "cpu": cpu, "sender": sender.report,
+        "media_seconds": needed, "cpu": run.cpu, "sender": run.sender.report,
         "per_window": [{"index": s.index, "end_seconds": s.end_seconds, "latency_seconds": s.latency_seconds}
                        for s in samples],
     }
@@ -173,22 +194,15 @@ def measure_soak(args, model, clip: Path, clip_seconds: float, window_seconds: f
     needed = media_needed(window_seconds, args.hop, args.windows)
     marks = sorted({m for m in args.sample_at if m < args.windows} | {args.windows})
     memory, samples = {}, []
-    with senders(clip, 1, speed=args.speed, loops=loops_for(clip_seconds, needed),
-                 max_seconds=needed / max(args.speed, 1e-9) + args.max_wall_seconds) as (sender,):
-        meter = CpuMeter()
-        with model.stream(sender.url, hop_seconds=args.hop, max_windows=args.windows) as stream:
-            timer = _stopper(stream.stop, args.max_wall_seconds)
-            try:
-                for event in stream:
-                    if isinstance(event, WindowResult):
-                        samples.append(_sample(event))
-                        if len(samples) in marks:
-                            memory[len(samples)] = memory_kib() | {"wall_seconds": round(time.monotonic() - meter.wall, 2)}
-            finally:
-                timer.cancel()
-        if samples and len(samples) not in memory:  # stopped early (time limit, end of stream): read it anyway
-            memory[len(samples)] = memory_kib() | {"wall_seconds": round(time.monotonic() - meter.wall, 2)}
-        cpu = meter.read()
+    with _one_source(args, model, clip, clip_seconds, needed) as run:
+        for event in run.stream:
+            if isinstance(event, WindowResult):
+                samples.append(_sample(event))
+                if len(samples) in marks:
+                    memory[len(samples)] = memory_kib() | {"wall_seconds": round(time.monotonic() - run.meter.wall, 2)}
+    if samples and len(samples) not in memory:  # stopped early (time limit, end of stream): read it anyway
+        memory[len(samples)] = memory_kib() | {"wall_seconds": round(time.monotonic() - run.meter.wall, 2)}
+    cpu = run.cpu
     first, final = memory.get(marks[0]), memory.get(len(samples)) if samples else None
     return {
         "windows_asked": args.windows, "windows": len(samples), "media_seconds": needed, "memory_kib": memory,
@@ -196,5 +210,5 @@ def measure_soak(args, model, clip: Path, clip_seconds: float, window_seconds: f
         "rss_ratio": round(final["vm_rss_kib"] / first["vm_rss_kib"], 4) if first and final else None,
         "first_mark": marks[0], "latency_seconds": latency_stats([s.latency_seconds for s in samples]),
         "windows_per_second": round(len(samples) / cpu["wall_seconds"], 2) if cpu["wall_seconds"] else None,
-        "gap_seconds": round(sum(s.gap_seconds for s in samples), 3), "cpu": cpu, "sender": sender.report,
+        "gap_seconds": round(sum(s.gap_seconds for s in samples), 3), "cpu": cpu, "sender": run.sender.report,
     }
