@@ -131,8 +131,8 @@ def benchmark(video: Path, checkpoint: Path, onnx_path: Path, args: argparse.Nam
     """Time both paths `args.repeat` times (medians) and check that they agree."""
     from mvrt.checkpoint import load_checkpoint
     from mvrt.runtime.engines import open_engine
-    from mvrt.runtime.frontend import native_available
-    from mvrt.runtime.media_features import file_windows
+    from mvrt.runtime.spectrogram import native_available
+    from mvrt.runtime.window_reader import file_windows
     from mvrt.runtime.probe import probe
 
     path = str(video)
@@ -174,7 +174,7 @@ def benchmark(video: Path, checkpoint: Path, onnx_path: Path, args: argparse.Nam
 def time_mvrt(path, windows, config, engine, batch_size: int, implementation: str):
     """Stage-by-stage mvrt run, then the real pipeline end to end (threads overlapping)."""
     from mvrt.runtime.decode import iter_window_audio, iter_window_frames
-    from mvrt.runtime.features import window_features
+    from mvrt.runtime.network_inputs import window_features
     from mvrt.runtime.pipeline import PipelineConfig, run_pipeline
     from mvrt.runtime.results import VideoResult
 

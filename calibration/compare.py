@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mvrt.errors import UsageError
-from mvrt.training.metrics import Metrics, classification_metrics, softmax
+from mvrt.evaluation.metrics import Metrics, classification_metrics, softmax
 
 __all__ = ["Comparison", "compare_logits", "prob_shift"]
 

@@ -1,6 +1,6 @@
 """The calibration set: clips drawn evenly across classes, stacked into one cached tensor file.
 
-Per-clip front-end tensors come from the shared feature cache (`mvrt.feature_cache`, which
+Per-clip front-end tensors come from the shared feature cache (`mvrt.clip_cache`, which
 calls the runtime's front-end), so building is resumable clip by clip and shows progress.
 The chosen clips are then stacked into `<cache>/calibration/<key>/` (DESIGN §5): one `.npy`
 per raw array (uint8 frames, un-normalised audio), read memory-mapped and normalised with
@@ -66,7 +66,7 @@ def _quotas(sizes: dict[int, int], samples: int) -> dict[int, int]:
 
 def calibration_sha256(config: ModelConfig, fingerprints: Sequence[str]) -> str:
     """sha256 over the front-end parameters and the ordered clip fingerprints."""
-    from mvrt.feature_cache import frontend_params
+    from mvrt.clip_cache import frontend_params
 
     text = json.dumps({"frontend": frontend_params(config), "clips": list(fingerprints)}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
@@ -92,7 +92,7 @@ class CalibrationSet:
 
     def batches(self, config: ModelConfig, batch_size: int) -> Iterator[dict[str, np.ndarray]]:
         """Normalised network inputs (B, ...) in order, with `config`'s statistics."""
-        from mvrt.feature_cache import entry_features
+        from mvrt.clip_cache import entry_features
 
         for start in range(0, len(self), batch_size):
             stop = min(start + batch_size, len(self))
@@ -104,7 +104,7 @@ class CalibrationSet:
 def build_calibration_set(clips: Sequence[Clip], config: ModelConfig, cache_root: str | os.PathLike, *,
                           progress: bool = True) -> CalibrationSet:
     """Features of `clips` (cached per clip), stacked once into the calibration tensor file."""
-    from mvrt.feature_cache import FeatureCache, clip_fingerprint
+    from mvrt.clip_cache import FeatureCache, clip_fingerprint
 
     cache = FeatureCache(cache_root, config)
     report = cache.build(clips, progress=progress, desc="calibration features")
@@ -120,7 +120,7 @@ def build_calibration_set(clips: Sequence[Clip], config: ModelConfig, cache_root
 
 def _write_stack(folder: Path, entries: Sequence[tuple[Clip, Path]], fingerprints: Sequence[str]) -> None:
     """Stack cache entries into one .npy per array (atomic: a temp folder renamed into place)."""
-    from mvrt.feature_cache import load_entry
+    from mvrt.clip_cache import load_entry
 
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder.parent))

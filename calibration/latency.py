@@ -53,7 +53,7 @@ def measure_latency(fp32_path: str | os.PathLike, int8_path: str | os.PathLike, 
     """Median latency of both models on ONNX Runtime CPU, alternating calls."""
     from tqdm import tqdm
 
-    from mvrt.runtime.benchmark import synthetic_feeds
+    from mvrt.runtime.engine_timing import synthetic_feeds
     from mvrt.runtime.engines.onnxruntime_engine import OnnxRuntimeEngine
 
     if rounds < 1 or not batch_sizes or min(batch_sizes) < 1:

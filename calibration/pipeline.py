@@ -25,7 +25,7 @@ from mvrt.calibration.report import CalibrationReport, write_report
 from mvrt.calibration.settings import CalibrationSettings
 from mvrt.config import ModelConfig
 from mvrt.errors import ModelError, UsageError
-from mvrt.evaluate import run_logits
+from mvrt.evaluation.evaluate import run_logits
 
 __all__ = ["CalibrationResult", "calibrate", "default_int8_path", "report_path_for"]
 
@@ -50,7 +50,7 @@ class _Validation:
     batch_size: int
 
     def batches(self):
-        from mvrt.feature_cache import load_batch
+        from mvrt.clip_cache import load_batch
 
         for i in range(0, len(self.entries), self.batch_size):
             yield load_batch(self.entries[i : i + self.batch_size], self.config)
@@ -160,7 +160,7 @@ def _calibration_set(root: Path, config: ModelConfig, settings: CalibrationSetti
 
 
 def _validation(clips, config: ModelConfig, settings: CalibrationSettings, cache: Path, progress: bool) -> _Validation:
-    from mvrt.feature_cache import FeatureCache
+    from mvrt.clip_cache import FeatureCache
 
     report = FeatureCache(cache, config).build(clips, progress=progress, desc=f"features {settings.validation_split}")
     if not report.entries:
@@ -230,7 +230,7 @@ def _sensitivity(fp32, proto, validation: _Validation, fp32_logits: np.ndarray, 
         return None
     from mvrt.calibration.quantize import quantized_nodes
     from mvrt.calibration.sensitivity import measure_sensitivity
-    from mvrt.feature_cache import load_batch
+    from mvrt.clip_cache import load_batch
     from mvrt.runtime.engines.onnxruntime_engine import physical_cores
 
     feeds = load_batch(validation.entries[:count], validation.config)
@@ -294,7 +294,7 @@ def _check_engine_request(out: Path, engine: Path, tensorrt) -> None:
 
 
 def _build_engine(onnx_path: Path, engine: Path, tensorrt) -> Path:
-    from mvrt.export.settings import TensorRTSettings
+    from mvrt.export.build_settings import TensorRTSettings
     from mvrt.export.tensorrt_build import build_engine
 
     settings = tensorrt or TensorRTSettings(precision="int8")

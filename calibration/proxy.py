@@ -189,7 +189,7 @@ def proxy_ranking(fp32, int8, nodes: Sequence[str], feeds: dict[str, np.ndarray]
 
 def proxy_clips(fp32_logits: np.ndarray, clips: int) -> np.ndarray:
     """Indices of the `clips` least confident clips (smallest FP32 top-1 probability), in order."""
-    from mvrt.training.metrics import softmax
+    from mvrt.evaluation.metrics import softmax
 
     confidence = softmax(fp32_logits).max(axis=1)
     return np.sort(np.argsort(confidence, kind="stable")[: max(1, min(clips, len(confidence)))])

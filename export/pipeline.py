@@ -23,7 +23,7 @@ from mvrt.errors import MissingDependencyError, ModelError, UsageError
 from mvrt.export.fp16 import Fp16Conversion
 from mvrt.export.opcheck import OpCheckReport
 from mvrt.export.parity import CHECK_BATCH, ParityReport
-from mvrt.export.settings import TensorRTSettings
+from mvrt.export.build_settings import TensorRTSettings
 
 log = logging.getLogger(__name__)
 

@@ -54,7 +54,7 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, s
                  source: str | os.PathLike | None = None, device: int = 0) -> dict:
     """Build `engine_path` (+ sidecar) from `onnx_path`; returns the sidecar dict, also logged.
 
-    `settings` is an `mvrt.export.settings.TensorRTSettings` (precision, batch_min/opt/max,
+    `settings` is an `mvrt.export.build_settings.TensorRTSettings` (precision, batch_min/opt/max,
     workspace_gib, timing_cache, version_compatible, dla_core). `source` is what the user
     exported from (the rebuild command names it; default: the ONNX file).
     """

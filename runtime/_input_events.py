@@ -1,6 +1,6 @@
 """The events of one input in this process: windows, and for live sources their connections.
 
-`input_events` wraps `media_features.iter_input_features` with what a live source needs:
+`input_events` wraps `window_reader.iter_input_features` with what a live source needs:
 source events (connected, reconnecting, ended, lost), and with `reconnect` a new connection
 after an end or an error, after a capped exponential backoff; window numbers and the media
 clock continue across connections, and no window mixes media from two of them.
@@ -15,7 +15,7 @@ from typing import Iterator
 from mvrt.config import ModelConfig
 from mvrt.errors import MediaError
 from mvrt.runtime.events import FileDone, FileStarted, SourceEvent, WindowItem
-from mvrt.runtime.media_features import DecodeCounts, InputOpened, WindowFeatures, iter_input_features
+from mvrt.runtime.window_reader import DecodeCounts, InputOpened, WindowFeatures, iter_input_features
 from mvrt.runtime.probe import one_line
 from mvrt.runtime.sources import SourceOptions, can_reconnect, is_live_path
 

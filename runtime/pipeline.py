@@ -90,7 +90,7 @@ def run_pipeline(
     """Yield `WindowResult`s and `SourceEvent`s as they happen and a `VideoResult` per input.
 
     `stop`, set from any thread, ends the run after the windows already complete; `metrics`
-    (`mvrt.runtime.metrics.Metrics`) is told about every window, error and source event.
+    (`mvrt.runtime.live_metrics.Metrics`) is told about every window, error and source event.
     """
     model = engine.config
     check_window(model, config.window_seconds)
@@ -137,7 +137,7 @@ def _check_pairs(names: list[InputItem], config: PipelineConfig) -> None:
 def warm_up(engine, frontend: str = "auto") -> None:
     """One front-end and one engine call on silence: first calls pay for plans, arenas, threads
     (the first live window measured 1.46 s instead of 0.32 s without it)."""
-    from mvrt.runtime.features import window_features
+    from mvrt.runtime.network_inputs import window_features
 
     model = engine.config
     fe = model.frontend
@@ -168,7 +168,7 @@ class _LocalSource:
 def pair_events(pair: MediaPair, model: ModelConfig, config: PipelineConfig,
                 stop: threading.Event | None = None) -> Iterator[object]:
     """FileStarted, a WindowItem per window and FileDone of a pair of files (`iter_pair_features`)."""
-    from mvrt.runtime.media_features import DecodeCounts, InputOpened, iter_pair_features
+    from mvrt.runtime.window_reader import DecodeCounts, InputOpened, iter_pair_features
 
     counts = DecodeCounts()
     for event in iter_pair_features(pair, model, hop_seconds=config.hop_seconds, options=config.source,

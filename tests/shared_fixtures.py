@@ -71,7 +71,7 @@ def calib_data(tmp_path_factory, tiny_models):
 def validation_feeds(root: Path, config: ModelConfig, cache: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """(labels, one batch of model inputs) of the validation split, through the feature cache."""
     from mvrt.data import discover
-    from mvrt.feature_cache import FeatureCache, load_batch
+    from mvrt.clip_cache import FeatureCache, load_batch
 
     entries = FeatureCache(cache, config).build(discover(root, "validation"), progress=False).entries
     return np.array([clip.label for clip, _ in entries]), load_batch([p for _, p in entries], config)

@@ -108,7 +108,7 @@ def test_wrong_frame_picks_are_detected(bench, smoke_run):
     _, written, cache = smoke_run
     from mvrt.config import ModelConfig
     from mvrt.runtime.decode import iter_window_frames
-    from mvrt.runtime.media_features import file_windows
+    from mvrt.runtime.window_reader import file_windows
 
     path = written["video"]["path"]
     windows = file_windows(path, ModelConfig())
@@ -129,7 +129,7 @@ def test_area_resize_matches_block_mean(bench):
 def test_librosa_front_end_matches_mvrt_reference(bench):
     """The baseline's librosa features equal mvrt's numpy reference (DESIGN §4) closely."""
     _, baseline = bench
-    from mvrt.runtime.frontend import log_mel_phase_reference
+    from mvrt.runtime.spectrogram import log_mel_phase_reference
 
     rng = np.random.default_rng(1)
     y = (0.3 * np.sin(2 * np.pi * 440 * np.arange(8000 * 3) / 8000) + 0.05 * rng.standard_normal(8000 * 3)).astype(np.float32)

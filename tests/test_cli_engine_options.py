@@ -7,7 +7,7 @@ import importlib.util
 import pytest
 
 from mvrt._cli_app import build_command
-from mvrt._cli_engine import engine_options
+from mvrt._cli_engine_options import engine_options
 from mvrt._cli_types import Args
 from mvrt.cli import main
 from mvrt.config import FrontendConfig, ModelConfig

@@ -20,16 +20,16 @@ def run(capsys, *argv):
 @pytest.fixture()
 def seen_audio(monkeypatch):
     """The audio the front-end is handed while `mvrt features` runs: a list of {rate: samples}."""
-    import mvrt.runtime.media_features as media_features
+    import mvrt.runtime.window_reader as window_reader
 
     seen = []
-    original = media_features.window_features
+    original = window_reader.window_features
 
     def spy(audio, frames, config, **kwargs):
         seen.append({rate: np.array(samples) for rate, samples in audio.items()})
         return original(audio, frames, config, **kwargs)
 
-    monkeypatch.setattr(media_features, "window_features", spy)
+    monkeypatch.setattr(window_reader, "window_features", spy)
     return seen
 
 
@@ -57,7 +57,7 @@ def test_model_and_arch_together_are_a_usage_error(capsys, clip_10s, tmp_path):
 
 
 def test_audio_out_writes_each_rate_the_front_end_saw(capsys, tiny_models, clip_10s, tmp_path, seen_audio):
-    from mvrt.runtime.features import audio_input
+    from mvrt.runtime.network_inputs import audio_input
 
     tm = tiny_models["slowfast"]  # two audio pathways: 8 kHz and 32 kHz
     out, wav = tmp_path / "f.npz", tmp_path / "w.wav"

@@ -63,7 +63,7 @@ def test_live_file_with_limits_and_jsonl_by_default_for_a_pipe(tiny_models, clip
 def test_metrics_count_a_live_runs_windows_and_source_events(tiny_models, clip_10s, tmp_path):
     pytest.importorskip("prometheus_client")
     import mvrt.api
-    from mvrt.runtime.metrics import Metrics
+    from mvrt.runtime.live_metrics import Metrics
 
     fifo = tmp_path / "in.ts"
     os.mkfifo(fifo)

@@ -11,10 +11,10 @@ import pytest
 pytest.importorskip("torch")
 
 from mvrt.cli import main  # noqa: E402
-from mvrt.evaluate import evaluate  # noqa: E402
+from mvrt.evaluation.evaluate import evaluate  # noqa: E402
 from mvrt.runtime.model_meta import read_model_config  # noqa: E402
 from mvrt.standin import generate_standin  # noqa: E402
-from mvrt.training.metrics import classification_metrics  # noqa: E402
+from mvrt.evaluation.metrics import classification_metrics  # noqa: E402
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -206,7 +206,7 @@ def standin_features(config: ModelConfig, folder: Path,
                      seconds: float = CLIP_SECONDS) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """(labels, model inputs) of one fresh stand-in clip per class (real encoded media, `mvrt.standin`)."""
     from mvrt.data import discover
-    from mvrt.feature_cache import FeatureCache, load_batch
+    from mvrt.clip_cache import FeatureCache, load_batch
     from mvrt.standin import generate_standin
 
     generate_standin(folder / "data", clips_per_class=1, seconds=seconds, seed=CLIP_SEED, splits=("test",),

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from mvrt._cli_engine import (
+from mvrt._cli_engine_options import (
     Backend, CudaGraphs, Device, Precision, Threads, TrustPlanCode, engine_options, run_precision,
 )
 from mvrt._cli_types import NON_NEGATIVE_INT, POSITIVE_INT, Args, choice, int_list
@@ -56,7 +56,7 @@ def bench(
 
 
 def run_bench(args) -> int:
-    from mvrt.runtime.benchmark import bench_engine, render_table, settings_title
+    from mvrt.runtime.engine_timing import bench_engine, render_table, settings_title
     from mvrt.runtime.engines import open_engine
 
     sizes = int_list(args.batch_size, "--batch-size", DEFAULT_BATCH_SIZES)

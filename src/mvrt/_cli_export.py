@@ -93,7 +93,7 @@ def run_export(args) -> int:
 
 def tensorrt_settings(args, precision: str):
     """Validated TensorRT settings when --engine is given; TensorRT flags without it are an error."""
-    from mvrt.export.settings import DEFAULT_BATCH, make_settings
+    from mvrt.export.build_settings import DEFAULT_BATCH, make_settings
 
     given = [flag for flag in _TENSORRT_FLAGS if getattr(args, flag.lstrip("-").replace("-", "_")) not in (None, False)]
     settings = make_settings(

@@ -64,7 +64,7 @@ def run_features(args) -> int:
     import numpy as np
 
     from mvrt.files import write_atomic
-    from mvrt.runtime.media_features import iter_file_features, window_at
+    from mvrt.runtime.window_reader import iter_file_features, window_at
 
     config = _config(args)
     if args.audio_out:
@@ -118,7 +118,7 @@ def write_window_audio(video: str, config, window, target: str) -> list[tuple[Pa
     """
     from mvrt.files import write_audio
     from mvrt.runtime._audio_decode import iter_window_audio
-    from mvrt.runtime.features import fit_length
+    from mvrt.runtime.network_inputs import fit_length
 
     fe = config.frontend
     rates = sorted(set(config.audio_inputs.values()))

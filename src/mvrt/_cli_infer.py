@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from mvrt._cli_engine import (
+from mvrt._cli_engine_options import (
     Backend, CudaGraphs, Device, Precision, Threads, TrustPlanCode, engine_options, run_precision,
 )
 from mvrt._cli_live import (
@@ -155,7 +155,7 @@ def run_infer(args) -> int:
     metrics, server = start_metrics(args)
     try:
         with load_model(args.model, backend=args.backend, **options) as model:
-            from mvrt.report import model_summary
+            from mvrt.output_formats import model_summary
 
             summary = model_summary(model.config, args.model, model.backend,
                                     precision=run_precision(args.model, model.backend, options))
@@ -258,7 +258,7 @@ def _consume(events, videos: list, lines, progress: bool) -> None:
     """Follow the pipeline's events: progress, jsonl lines, and the finished videos (appended)."""
     from tqdm import tqdm
 
-    from mvrt.report import jsonl_line
+    from mvrt.output_formats import jsonl_line
     from mvrt.runtime.events import FileStarted, SourceEvent
     from mvrt.runtime.results import VideoResult, WindowResult
 
@@ -288,14 +288,14 @@ def _consume(events, videos: list, lines, progress: bool) -> None:
 
 def _write_documents(videos, summary, classes, args, *, interrupted: bool = False) -> None:
     """table/json/csv: the whole document (complete videos only), to stdout or atomically to --output."""
-    from mvrt import report
+    from mvrt import output_formats
 
     if args.format == "table":
-        text = report.render_table(videos, summary)
+        text = output_formats.render_table(videos, summary)
     elif args.format == "json":
-        text = report.render_json(videos, summary, interrupted=interrupted)
+        text = output_formats.render_json(videos, summary, interrupted=interrupted)
     elif args.format == "csv":
-        text = report.render_csv(videos, classes, trained_on=summary["trained_on"])
+        text = output_formats.render_csv(videos, classes, trained_on=summary["trained_on"])
     else:
         return
     write_document(args.output, text)

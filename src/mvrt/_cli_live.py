@@ -70,7 +70,7 @@ def start_metrics(args):
     """(Metrics, server) for --metrics-port, or (None, None)."""
     if args.metrics_port is None:
         return None, None
-    from mvrt.runtime.metrics import Metrics
+    from mvrt.runtime.live_metrics import Metrics
 
     metrics = Metrics()
     server = metrics.serve(args.metrics_port)

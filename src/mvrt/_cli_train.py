@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from mvrt._cli_engine import Backend, CudaGraphs, Device, Precision, Threads, TrustPlanCode, engine_options
+from mvrt._cli_engine_options import Backend, CudaGraphs, Device, Precision, Threads, TrustPlanCode, engine_options
 from mvrt._cli_output import Progress, Quiet, progress_wanted
 from mvrt._cli_types import POSITIVE_FLOAT, POSITIVE_INT, Args, choice
 
@@ -138,7 +138,7 @@ def evaluate(
     progress: Progress = None,
     quiet: Quiet = False,
 ) -> int:
-    from mvrt.evaluate import evaluate as evaluate_model
+    from mvrt.evaluation.evaluate import evaluate as evaluate_model
 
     args = Args(locals())
     result = evaluate_model(model, data_root, split=split, backend=backend, batch_size=batch_size, out_dir=out_dir,

@@ -13,7 +13,7 @@ from shared_fixtures import validation_feeds
 from mvrt.calibration.pipeline import calibrate
 from mvrt.calibration.settings import CalibrationSettings
 from mvrt.errors import MissingDependencyError, UsageError
-from mvrt.export.settings import TensorRTSettings
+from mvrt.export.build_settings import TensorRTSettings
 
 HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
 

@@ -9,7 +9,7 @@ from mvrt.calibration.dataset import build_calibration_set, calibration_sha256, 
 from mvrt.config import CLASSES
 from mvrt.data import Clip, discover
 from mvrt.errors import UsageError
-from mvrt.feature_cache import FeatureCache, load_batch
+from mvrt.clip_cache import FeatureCache, load_batch
 
 
 def _clips(sizes: dict[int, int]) -> list[Clip]:

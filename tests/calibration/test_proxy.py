@@ -10,7 +10,7 @@ from mvrt.calibration.quantize import OP_TYPES, quantize_qdq, quantized_nodes
 from mvrt.calibration.ranges import collect_ranges
 from mvrt.calibration.sensitivity import graft_layer, layer_sensitivity
 from mvrt.errors import BackendError
-from mvrt.runtime.benchmark import synthetic_feeds
+from mvrt.runtime.engine_timing import synthetic_feeds
 
 
 def _session(proto):

@@ -8,7 +8,7 @@ from onnx import numpy_helper
 from mvrt.calibration.quantize import OP_TYPES, quantizable_nodes, quantize_qdq, quantized_nodes, resolve_excludes
 from mvrt.calibration.ranges import collect_ranges
 from mvrt.errors import UsageError
-from mvrt.runtime.benchmark import synthetic_feeds
+from mvrt.runtime.engine_timing import synthetic_feeds
 
 
 @pytest.fixture(scope="module")

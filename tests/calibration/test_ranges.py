@@ -6,7 +6,7 @@ import pytest
 from mvrt.calibration.ranges import BINS, LEVELS, _kl_at, collect_ranges, entropy_threshold, percentile_threshold
 from mvrt.calibration.quantize import OP_TYPES
 from mvrt.errors import UsageError
-from mvrt.runtime.benchmark import synthetic_feeds
+from mvrt.runtime.engine_timing import synthetic_feeds
 
 
 def _kl_reference(hist: np.ndarray, i: int, levels: int) -> float:

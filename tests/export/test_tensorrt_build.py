@@ -18,7 +18,7 @@ from gpu import require_tensorrt
 from mvrt.config import FrontendConfig, ModelConfig
 from mvrt.errors import MissingDependencyError, ModelError, UsageError
 from mvrt.export.onnx_export import add_metadata
-from mvrt.export.settings import TensorRTSettings
+from mvrt.export.build_settings import TensorRTSettings
 from mvrt.export.tensorrt_build import build_engine, prepare, write_engine
 from mvrt.runtime.engines.sidecar import BatchProfile, EngineSidecar, read_sidecar, sidecar_path
 from mvrt.runtime.model_meta import CONFIG_KEY

@@ -1,4 +1,4 @@
-"""mvrt.runtime.metrics: real HTTP scrapes on 127.0.0.1, parsed with prometheus-client's parser."""
+"""mvrt.runtime.live_metrics: real HTTP scrapes on 127.0.0.1, parsed with prometheus-client's parser."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ pytest.importorskip("prometheus_client")
 
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
-from mvrt.runtime.metrics import LATENCY_BUCKETS_SECONDS, Metrics  # noqa: E402
+from mvrt.runtime.live_metrics import LATENCY_BUCKETS_SECONDS, Metrics  # noqa: E402
 
 TIMEOUT_SECONDS = 5.0
 
@@ -174,10 +174,10 @@ def test_module_imports_without_prometheus_client(monkeypatch):
     import importlib
 
     import mvrt.runtime
-    import mvrt.runtime.metrics as original
+    import mvrt.runtime.live_metrics as original
 
     monkeypatch.setitem(sys.modules, "prometheus_client", None)
-    monkeypatch.delitem(sys.modules, "mvrt.runtime.metrics")
+    monkeypatch.delitem(sys.modules, "mvrt.runtime.live_metrics")
     monkeypatch.setattr(mvrt.runtime, "metrics", original)  # restored after the re-import
-    module = importlib.import_module("mvrt.runtime.metrics")
+    module = importlib.import_module("mvrt.runtime.live_metrics")
     assert module.LATENCY_BUCKETS_SECONDS[0] == 0.01

@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from mvrt.runtime.frontend import native_available
+from mvrt.runtime.spectrogram import native_available
 from mvrt.runtime.melbank import mel_filterbank
 
 if not native_available() and os.environ.get("MVRT_REQUIRE_NATIVE") != "1":

@@ -13,10 +13,10 @@ import pytest
 
 from media_factory import chirp, write_indexed
 from mvrt.config import FrontendConfig, ModelConfig
-from mvrt.runtime import media_features
+from mvrt.runtime import window_reader
 from mvrt.runtime.decode import iter_window_audio, iter_window_frames
-from mvrt.runtime.features import window_features
-from mvrt.runtime.media_features import InputOpened, WindowFeatures, iter_file_features, iter_input_features
+from mvrt.runtime.network_inputs import window_features
+from mvrt.runtime.window_reader import InputOpened, WindowFeatures, iter_file_features, iter_input_features
 from mvrt.runtime.sources import SourceOptions
 from mvrt.runtime.windows import Window, plan_windows
 
@@ -71,7 +71,7 @@ def test_one_pass_windows_are_bit_identical_to_separate_passes(clips, ext, kind)
 
 def test_far_apart_windows_skip_whole_groups_of_pictures_with_identical_output(clips):
     """The one-pass stand-in for seeking: groups no target shows are never decoded."""
-    from mvrt.runtime.media_features import DecodeCounts
+    from mvrt.runtime.window_reader import DecodeCounts
 
     windows = WINDOWS["sparse"]()
     counts = DecodeCounts()
@@ -86,13 +86,13 @@ def test_far_apart_windows_skip_whole_groups_of_pictures_with_identical_output(c
 
 def test_one_open_per_input(clips, monkeypatch):
     opened = []
-    real = media_features.open_media
+    real = window_reader.open_media
 
     def counting(path, **kwargs):
         opened.append(path)
         return real(path, **kwargs)
 
-    monkeypatch.setattr(media_features, "open_media", counting)
+    monkeypatch.setattr(window_reader, "open_media", counting)
     events = list(iter_input_features(clips["mp4"], CONFIG, implementation="numpy"))
     assert opened == [str(clips["mp4"])]
     assert isinstance(events[0], InputOpened) and not events[0].live and events[0].windows == 5

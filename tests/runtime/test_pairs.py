@@ -21,7 +21,7 @@ from mvrt.errors import MediaError, UsageError
 from mvrt.runtime.decode import decode_audio
 from mvrt.runtime.events import input_key
 from mvrt.runtime.inputs import MediaPair, expand_inputs, item_key
-from mvrt.runtime.media_features import InputOpened, iter_input_features, iter_pair_features
+from mvrt.runtime.window_reader import InputOpened, iter_input_features, iter_pair_features
 from mvrt.runtime.results import VideoResult
 from mvrt.standin import write_clip
 

@@ -7,7 +7,7 @@ import pytest
 
 from mvrt.errors import UsageError
 from mvrt.runtime.engines import open_engine
-from mvrt.runtime.media_features import file_windows, iter_file_features
+from mvrt.runtime.window_reader import file_windows, iter_file_features
 from mvrt.runtime.pipeline import PipelineConfig, run_pipeline
 from mvrt.runtime.results import VideoResult, WindowResult
 

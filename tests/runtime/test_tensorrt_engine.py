@@ -243,7 +243,7 @@ def test_lean_runtime_alone_refuses_plain_plans(unbuilt_plan):
 def built(request, tmp_path_factory):
     """An FP32 plan of the tiny slowfast model, profile 1:2:4."""
     require_tensorrt()  # before the tiny models are made
-    from mvrt.export.settings import TensorRTSettings
+    from mvrt.export.build_settings import TensorRTSettings
     from mvrt.export.tensorrt_build import build_engine
 
     tm = request.getfixturevalue("tiny_models")["slowfast"]

@@ -11,8 +11,8 @@ import mvrt.training.train as train_module  # noqa: E402
 from mvrt.checkpoint import read_checkpoint_config  # noqa: E402
 from mvrt.config import FrontendConfig  # noqa: E402
 from mvrt.data import discover  # noqa: E402
-from mvrt.evaluate import evaluate  # noqa: E402
-from mvrt.feature_cache import FeatureCache, load_entry  # noqa: E402
+from mvrt.evaluation.evaluate import evaluate  # noqa: E402
+from mvrt.clip_cache import FeatureCache, load_entry  # noqa: E402
 from mvrt.standin import generate_standin  # noqa: E402
 from mvrt.training.train import TrainSettings, last_state_path, train  # noqa: E402
 

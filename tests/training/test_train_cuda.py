@@ -9,7 +9,7 @@ torch = pytest.importorskip("torch")
 from gpu import require_cuda  # noqa: E402
 from mvrt.config import FrontendConfig  # noqa: E402
 from mvrt.errors import UsageError  # noqa: E402
-from mvrt.evaluate import evaluate  # noqa: E402
+from mvrt.evaluation.evaluate import evaluate  # noqa: E402
 from mvrt.standin import generate_standin  # noqa: E402
 from mvrt.training.train import TrainSettings, train  # noqa: E402
 

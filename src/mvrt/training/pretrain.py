@@ -100,7 +100,7 @@ def _sibling(path: Path, own: str, other: str) -> Path | None:
 def pretrain(clips_dir: str | os.PathLike, out: str | os.PathLike, settings: PretrainSettings,
              cache_dir: str | os.PathLike | None = None) -> PretrainResult:
     """Pretrain the autoencoder on every clip under `clips_dir`; write the encoder to `out`."""
-    from mvrt.feature_cache import FeatureCache
+    from mvrt.clip_cache import FeatureCache
 
     require_torch()
     check_optimisation(settings, "pretrain")
@@ -146,7 +146,7 @@ def _run_epoch(model, optimizer, paths: list[Path], settings: PretrainSettings, 
     torch = require_torch()
     from tqdm import tqdm
 
-    from mvrt.feature_cache import load_batch
+    from mvrt.clip_cache import load_batch
     from mvrt.models.autoencoder import reconstruction_loss
 
     model.train()

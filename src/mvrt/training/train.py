@@ -98,7 +98,7 @@ def trained_on(data_root: Path) -> str:
 
 def audio_norm_stats(paths: Sequence[Path], config: ModelConfig) -> tuple[tuple[str, AudioNorm], ...]:
     """Per audio input, per channel mean/std (population) over the raw cached features."""
-    from mvrt.feature_cache import load_entry
+    from mvrt.clip_cache import load_entry
 
     sums = {name: np.zeros((2, 3)) for name in config.audio_inputs}  # (channel, [n, sum, sum of squares])
     for path in paths:
@@ -120,7 +120,7 @@ def train(data_root: str | os.PathLike, out: str | os.PathLike, settings: TrainS
     """Train on `<data_root>/{train,validation}`; see the module docstring for the outputs."""
     require_torch()
     from mvrt.data import discover
-    from mvrt.feature_cache import FeatureCache
+    from mvrt.clip_cache import FeatureCache
 
     _check_settings(settings)
     root, out = Path(data_root), Path(out)
@@ -216,7 +216,7 @@ def batches(items: list, size: int) -> list[list]:
 
 def _inputs(batch, config, device: str) -> list:
     torch = require_torch()
-    from mvrt.feature_cache import load_batch
+    from mvrt.clip_cache import load_batch
 
     feeds = load_batch([p for p, _ in batch], config)
     return [torch.from_numpy(feeds[name]).to(device, non_blocking=True) for name in config.input_names]

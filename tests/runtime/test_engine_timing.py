@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from mvrt.errors import UsageError
-from mvrt.runtime.benchmark import bench_engine, synthetic_feeds
+from mvrt.runtime.engine_timing import bench_engine, synthetic_feeds
 from mvrt.runtime.engines import open_engine
 
 

@@ -3,8 +3,8 @@ import pytest
 
 from mvrt.config import AudioNorm, FrontendConfig, ModelConfig
 from mvrt.errors import UsageError
-from mvrt.runtime.features import fit_length, normalize_frames, window_features
-from mvrt.runtime.frontend import log_mel_phase
+from mvrt.runtime.network_inputs import fit_length, normalize_frames, window_features
+from mvrt.runtime.spectrogram import log_mel_phase
 
 SHORT = FrontendConfig(window_seconds=2.0)
 

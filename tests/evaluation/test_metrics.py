@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mvrt.training.metrics import auc_rank, classification_metrics, roc_curve, softmax
+from mvrt.evaluation.metrics import auc_rank, classification_metrics, roc_curve, softmax
 
 CLASSES3 = ("a", "b", "c")
 

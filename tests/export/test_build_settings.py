@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from mvrt.errors import UsageError
-from mvrt.export.settings import TensorRTSettings, make_settings, parse_batch
+from mvrt.export.build_settings import TensorRTSettings, make_settings, parse_batch
 
 
 @pytest.mark.parametrize("text, expected", [("1:4:8", (1, 4, 8)), ("2:2:2", (2, 2, 2)), ("8", (1, 8, 8)), (" 3 ", (1, 3, 3))])

@@ -36,7 +36,7 @@ from mvrt.runtime._threads import prefetch
 from mvrt.runtime._video_decode import _Feed, first_video_stream, window_frames
 from mvrt.runtime._video_targets import GapLog, gap_seconds
 from mvrt.runtime.decode import AudioDecodeStats, VideoDecodeStats, probe
-from mvrt.runtime.features import window_features
+from mvrt.runtime.network_inputs import window_features
 from mvrt.runtime.inputs import MediaPair
 from mvrt.runtime.probe import (
     _check_stream_ends,

@@ -17,7 +17,7 @@ from typing import Iterable
 import numpy as np
 
 from mvrt.errors import MissingDependencyError, UsageError
-from mvrt.training.metrics import Metrics, classification_metrics, roc_curve, softmax
+from mvrt.evaluation.metrics import Metrics, classification_metrics, roc_curve, softmax
 
 __all__ = ["Evaluation", "evaluate", "plot_confusion", "plot_roc", "run_logits"]
 
@@ -43,7 +43,7 @@ def evaluate(model_path: str | os.PathLike, data_root: str | os.PathLike, *, spl
              cache_dir: str | os.PathLike | None = None, progress: bool = True, **engine_options) -> Evaluation:
     """Evaluate `model_path` on `<data_root>/<split>`; writes metrics.json and PNGs to `out_dir`."""
     from mvrt.data import discover
-    from mvrt.feature_cache import FeatureCache, load_batch
+    from mvrt.clip_cache import FeatureCache, load_batch
     from mvrt.runtime.engines import open_engine
 
     if batch_size < 1:

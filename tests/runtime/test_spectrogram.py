@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from mvrt.errors import BackendError, UsageError
-from mvrt.runtime import frontend
-from mvrt.runtime.frontend import log_mel_phase, log_mel_phase_reference, native_available
+from mvrt.runtime import spectrogram
+from mvrt.runtime.spectrogram import log_mel_phase, log_mel_phase_reference, native_available
 from mvrt.runtime.melbank import mel_filterbank
 
 librosa = pytest.importorskip("librosa")
@@ -190,13 +190,13 @@ def test_bad_sample_rate_raises():
 
 
 def test_auto_falls_back_to_numpy_with_one_warning(monkeypatch, caplog):
-    monkeypatch.setattr(frontend, "_native_module", lambda: None)
-    monkeypatch.setattr(frontend, "_fallback_warned", False)
+    monkeypatch.setattr(spectrogram, "_native_module", lambda: None)
+    monkeypatch.setattr(spectrogram, "_fallback_warned", False)
     x = music_like(8000, seconds=1.0)
-    with caplog.at_level(logging.WARNING, logger=frontend.__name__):
+    with caplog.at_level(logging.WARNING, logger=spectrogram.__name__):
         first = log_mel_phase(x, 8000)
         log_mel_phase(x, 8000)
-    messages = [r.getMessage() for r in caplog.records if r.name == frontend.__name__]
+    messages = [r.getMessage() for r in caplog.records if r.name == spectrogram.__name__]
     assert len(messages) == 1 and "numpy reference" in messages[0]
     np.testing.assert_array_equal(first, log_mel_phase_reference(x, 8000))
     with pytest.raises(BackendError, match="native kernel mvrt._native is not built"):

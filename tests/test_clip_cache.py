@@ -12,12 +12,12 @@ import numpy as np
 import numpy.lib.format as npy
 import pytest
 
-import mvrt.feature_cache as fc
+import mvrt.clip_cache as fc
 from mvrt.config import AudioNorm, FrontendConfig, ModelConfig
 from mvrt.data import discover
 from mvrt.errors import MvrtError
-from mvrt.feature_cache import FeatureCache, entry_features, frontend_key, load_batch, load_entry
-from mvrt.runtime.media_features import iter_file_features, window_at
+from mvrt.clip_cache import FeatureCache, entry_features, frontend_key, load_batch, load_entry
+from mvrt.runtime.window_reader import iter_file_features, window_at
 from mvrt.standin import generate_standin
 
 
@@ -192,7 +192,7 @@ def test_build_discards_and_recomputes_a_bad_entry(clean_entry, tmp_path, caplog
     path.parent.mkdir(parents=True)
     _write_bad(path, case, clean)
     match = BAD_ENTRIES[case][2] if case in BAD_ENTRIES else r"not a zip file written by mvrt"
-    with caplog.at_level(logging.WARNING, logger="mvrt.feature_cache"):
+    with caplog.at_level(logging.WARNING, logger="mvrt.clip_cache"):
         report = cache.build([clip], progress=False)
     assert (report.computed, report.cached, report.failed_count) == (1, 0, 0)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]

@@ -6,7 +6,7 @@ front-end computes them:
 
 - `frames`: uint8 (frames, size, size, 3) RGB, normalised at load time by `runtime.features.video_feeds` (as at inference);
 - one float32 (2, n_mels, T) array per audio input, NOT normalised: the model's `audio_norm`
-  is applied at load time with the same arithmetic as `mvrt.runtime.features.audio_input`.
+  is applied at load time with the same arithmetic as `mvrt.runtime.network_inputs.audio_input`.
 
 The frontend key hashes `FrontendConfig`, the architecture's audio rates and frame counts and
 `FRONTEND_VERSION`. The clip fingerprint is sha256 over (size, mtime_ns, first MiB, last MiB)
@@ -44,7 +44,7 @@ import numpy as np
 from mvrt.config import AUDIO_INPUTS, MAX_FRAMES, MAX_IMAGE_SIZE, MAX_N_MELS, MAX_WINDOW_ELEMENTS, ModelConfig
 from mvrt.data import Clip
 from mvrt.errors import MvrtError, UsageError
-from mvrt.runtime.features import audio_input, normalize_audio, video_feeds
+from mvrt.runtime.network_inputs import audio_input, normalize_audio, video_feeds
 from mvrt.runtime.windows import Window
 
 __all__ = ["FRONTEND_VERSION", "CacheReport", "FeatureCache", "clip_fingerprint", "entry_problem", "expected_arrays",
@@ -229,7 +229,7 @@ def compute_clip_arrays(clip: Clip, config: ModelConfig, implementation: str = "
 def clip_window(clip: Clip, config: ModelConfig) -> Window:
     """The clip's first window; the authors' layout takes the span from the video file."""
     from mvrt.runtime.decode import probe
-    from mvrt.runtime.media_features import window_at
+    from mvrt.runtime.window_reader import window_at
 
     if clip.audio_path == clip.video_path:
         return window_at(clip.video_path, config, 0.0)

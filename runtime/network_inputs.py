@@ -10,7 +10,7 @@ import numpy as np
 
 from mvrt.config import FrontendConfig, ModelConfig
 from mvrt.errors import UsageError
-from mvrt.runtime.frontend import log_mel_phase
+from mvrt.runtime.spectrogram import log_mel_phase
 from mvrt.runtime.windows import slow_indices
 
 

@@ -8,7 +8,7 @@ import json
 
 import numpy as np
 
-from mvrt import report
+from mvrt import output_formats
 from mvrt.config import CLASSES, ModelConfig
 from mvrt.runtime.results import VideoResult, WindowResult, sigmoid, softmax
 
@@ -28,24 +28,24 @@ def _videos() -> list[VideoResult]:
     return [pair, muxed, failed]
 
 
-SUMMARY = report.model_summary(ModelConfig(trained_on="MVED train"), "m.int8.onnx", "onnxruntime", precision="int8")
+SUMMARY = output_formats.model_summary(ModelConfig(trained_on="MVED train"), "m.int8.onnx", "onnxruntime", precision="int8")
 
 
 def test_the_summary_names_backend_and_precision():
     assert (SUMMARY["backend"], SUMMARY["precision"], SUMMARY["trained_on"]) == ("onnxruntime", "int8", "MVED train")
-    assert report.model_summary(ModelConfig(), "m.onnx", "torch")["precision"] == "fp32"
-    assert report.model_summary(ModelConfig(), "m.onnx", "torch")["trained_on"] == "unknown"
+    assert output_formats.model_summary(ModelConfig(), "m.onnx", "torch")["precision"] == "fp32"
+    assert output_formats.model_summary(ModelConfig(), "m.onnx", "torch")["trained_on"] == "unknown"
 
 
 def test_table_footer_and_pair_header():
-    lines = report.render_table(_videos(), SUMMARY).splitlines()
+    lines = output_formats.render_table(_videos(), SUMMARY).splitlines()
     assert lines[0] == "== v.mp4 (audio: a.wav)"
     assert "== m.mkv" in lines and "   error: bad.mp4: no audio stream" in lines
     assert lines[-1] == "-- model: m.int8.onnx (slowfast, onnxruntime, int8); trained on: MVED train"
 
 
 def test_csv_carries_the_audio_file_and_the_training_data_on_every_row():
-    rows = list(csv.DictReader(io.StringIO(report.render_csv(_videos(), CLASSES, trained_on="MVED train"))))
+    rows = list(csv.DictReader(io.StringIO(output_formats.render_csv(_videos(), CLASSES, trained_on="MVED train"))))
     assert list(rows[0])[-4:] == ["error", "undecodable_packets", "audio_path", "trained_on"]
     assert [(r["path"], r["kind"], r["audio_path"]) for r in rows] == [
         ("v.mp4", "window", "a.wav"), ("v.mp4", "video", "a.wav"), ("m.mkv", "window", ""), ("m.mkv", "window", ""),
@@ -56,7 +56,7 @@ def test_csv_carries_the_audio_file_and_the_training_data_on_every_row():
 
 
 def test_json_and_jsonl_carry_the_summary():
-    doc = json.loads(report.render_json(_videos(), SUMMARY))
+    doc = json.loads(output_formats.render_json(_videos(), SUMMARY))
     assert doc["model"] == SUMMARY and [v["path"] for v in doc["videos"]] == ["v.mp4", "m.mkv", "bad.mp4"]
-    line = json.loads(report.jsonl_line(_videos()[0]))
+    line = json.loads(output_formats.jsonl_line(_videos()[0]))
     assert line["type"] == "video" and line["audio_path"] == "a.wav" and "windows" not in line
