@@ -117,7 +117,7 @@ def write_window_audio(video: str, config, window, target: str) -> list[tuple[Pa
     and are cut or zero-padded to the window length as `window_features` does.
     """
     from mvrt.files import write_audio
-    from mvrt.runtime._audio_decode import iter_window_audio
+    from mvrt.runtime.decode import iter_window_audio
     from mvrt.runtime.network_inputs import fit_length
 
     fe = config.frontend

@@ -8,9 +8,18 @@ class MvrtError(Exception):
 
     The message is a single line meant for the user: it names the file (when there is
     one) and the problem, and where possible says how to fix it.
+
+    An error about a configuration value names the setting as the library spells it (the
+    dataclass field or keyword argument, e.g. ``batch_size must be at least 1, got 0``) and
+    passes it as ``setting="batch_size"``; the CLI shows that name as its flag
+    (``--batch-size``). Library messages never name CLI flags.
     """
 
     exit_code = 1
+
+    def __init__(self, *args: object, setting: str | None = None):
+        super().__init__(*args)
+        self.setting = setting
 
 
 class UsageError(MvrtError):
