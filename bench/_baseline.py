@@ -18,18 +18,13 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+from _media import StageTimes
 
 
 @dataclass(frozen=True)
-class BaselineRun:
+class BaselineRun(StageTimes):
     """Stage times (seconds) of one sequential baseline run, plus what window 0 looked like."""
 
-    decode_seconds: float
-    audio_decode_seconds: float
-    video_decode_seconds: float
-    frontend_seconds: float
-    engine_seconds: float
-    end_to_end_seconds: float
     decoded_frames: int
     b_frames: int
     audio0: dict = field(repr=False)  # sample rate -> samples of window 0

@@ -34,6 +34,24 @@ class VideoSpec:
                 f"_bf{self.bframes}_g{self.gop}_aac{self.audio_rate}.mp4")
 
 
+def check_height(parser, height: int) -> None:
+    """The generated video's height: even (H.264 4:2:0) and at least 16; else a usage error."""
+    if height < 16 or height % 2:
+        parser.error(f"--height must be an even number >= 16, got {height}")
+
+
+@dataclass(frozen=True)
+class StageTimes:
+    """Seconds spent in each stage of one run over the benchmark video."""
+
+    decode_seconds: float
+    audio_decode_seconds: float
+    video_decode_seconds: float
+    frontend_seconds: float
+    engine_seconds: float
+    end_to_end_seconds: float
+
+
 def ensure_video(cache_dir: Path, spec: VideoSpec) -> tuple[Path, float]:
     """The cached video for `spec`, generated first if missing; (path, generation seconds or 0)."""
     path = cache_dir / spec.file_name()

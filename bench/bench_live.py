@@ -24,7 +24,7 @@ if str(Path(__file__).resolve().parent) not in sys.path:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _live_modes import measure_capacity, measure_latency, measure_soak  # noqa: E402  (bench/ is not a package)
 from _live_support import load_average  # noqa: E402
-from _media import VideoSpec, ensure_video  # noqa: E402
+from _media import VideoSpec, check_height, ensure_video  # noqa: E402
 
 CACHE_DIR = Path(__file__).resolve().parent / ".cache"
 MODES = ("latency", "capacity", "soak")
@@ -89,8 +89,7 @@ def _complete(p: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.
         p.error("--sources and --sample-at must be positive")
     if args.windows < 1 or args.batch_size < 1 or args.hop <= 0 or args.speed <= 0 or args.seconds <= 0:
         p.error("--windows, --batch-size, --hop, --speed and --seconds must be positive")
-    if args.height < 16 or args.height % 2:
-        p.error(f"--height must be an even number >= 16, got {args.height}")
+    check_height(p, args.height)
     return args
 
 

@@ -25,7 +25,7 @@ import numpy as np
 if str(Path(__file__).resolve().parent) not in sys.path:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _baseline  # noqa: E402  (sibling modules; bench/ is not a package)
-from _media import SEED, VideoSpec, ensure_video  # noqa: E402
+from _media import SEED, StageTimes, VideoSpec, check_height, ensure_video  # noqa: E402
 
 CACHE_DIR = Path(__file__).resolve().parent / ".cache"
 ROWS = ("decode", "front-end", "engine", "end-to-end")
@@ -35,15 +35,9 @@ FULL = {"seconds": 180.0, "height": 720, "width": 1.0}
 
 
 @dataclass(frozen=True)
-class MvrtRun:
+class MvrtRun(StageTimes):
     """Stage times (seconds) of one staged mvrt run and its end-to-end pipeline run."""
 
-    decode_seconds: float
-    audio_decode_seconds: float
-    video_decode_seconds: float
-    frontend_seconds: float
-    engine_seconds: float
-    end_to_end_seconds: float
     # The same pipeline with isolate=True (decoding and front-end in a worker process).
     isolated_end_to_end_seconds: float
     # The floor's decode: every packet of both streams decoded once, no conversion (`decode_floor`).
@@ -68,8 +62,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             setattr(args, key, value)
     if args.repeat < 1 or args.batch_size < 1 or args.seconds <= 0 or args.fps < 1 or args.width <= 0:
         p.error("--repeat, --batch-size, --seconds, --fps and --width must be positive")
-    if args.height < 16 or args.height % 2:
-        p.error(f"--height must be an even number >= 16, got {args.height}")
+    check_height(p, args.height)
     return args
 
 

@@ -426,8 +426,8 @@ def test_stop_from_another_thread_ends_the_stream(model, clip):
     assert time.monotonic() - ended < 10
 
 
-def _drifting_copy(clip: Path, out_path: Path, audio_rate: float) -> Path:
-    """`clip` remuxed to MPEG-TS in arrival order, its audio clock running `audio_rate` x fast."""
+def _remux_ts(clip: Path, out_path: Path, rewrite) -> Path:
+    """`clip` remuxed to MPEG-TS in arrival order, each packet passed through `rewrite(packet, is_video)`."""
     import av
 
     with av.open(str(clip)) as inp, av.open(str(out_path), "w", format="mpegts") as out:
@@ -436,11 +436,22 @@ def _drifting_copy(clip: Path, out_path: Path, audio_rate: float) -> Path:
         for packet in inp.demux(video, audio):
             if packet.dts is None:
                 continue
-            if packet.stream.index == audio.index:
-                packet.pts, packet.dts = (int(round(t * audio_rate)) for t in (packet.pts, packet.dts))
-            packet.stream = streams[packet.stream.index]
+            index = packet.stream.index
+            packet = rewrite(packet, index == video.index)
+            packet.stream = streams[index]
             out.mux_one(packet)  # as a live encoder writes them: no interleaving by timestamp
     return out_path
+
+
+def _drifting_copy(clip: Path, out_path: Path, audio_rate: float) -> Path:
+    """`clip` remuxed to MPEG-TS, its audio clock running `audio_rate` x fast."""
+
+    def rewrite(packet, is_video):
+        if not is_video:
+            packet.pts, packet.dts = (int(round(t * audio_rate)) for t in (packet.pts, packet.dts))
+        return packet
+
+    return _remux_ts(clip, out_path, rewrite)
 
 
 def test_audio_and_video_clocks_drifting_apart_are_reported(model, clip, tmp_path, caplog):
@@ -474,23 +485,17 @@ def test_a_live_source_whose_video_never_decodes_fails_instead_of_ending_empty(m
 
     from mvrt.errors import MediaError
 
-    damaged = tmp_path / "garbage-video.ts"
     rng = np.random.default_rng(0)
-    with av.open(str(clip)) as inp, av.open(str(damaged), "w", format="mpegts") as out:
-        video, audio = inp.streams.video[0], inp.streams.audio[0]
-        streams = {video.index: out.add_stream_from_template(video), audio.index: out.add_stream_from_template(audio)}
-        for packet in inp.demux(video, audio):
-            if packet.dts is None:
-                continue
-            if packet.stream.index == video.index:  # same timing, noise for data
-                slice_nal = b"\x00\x00\x00\x01\x41" + rng.integers(0, 256, 200, dtype=np.uint8).tobytes()
-                noise = av.Packet(slice_nal)  # an Annex B slice with no parameter sets anywhere
-                noise.pts, noise.dts, noise.time_base = packet.pts, packet.dts, packet.time_base
-                packet = noise
-                packet.stream = streams[video.index]
-            else:
-                packet.stream = streams[audio.index]
-            out.mux(packet)
+
+    def noise(packet, is_video):  # same timing, noise for data
+        if not is_video:
+            return packet
+        slice_nal = b"\x00\x00\x00\x01\x41" + rng.integers(0, 256, 200, dtype=np.uint8).tobytes()
+        fake = av.Packet(slice_nal)  # an Annex B slice with no parameter sets anywhere
+        fake.pts, fake.dts, fake.time_base = packet.pts, packet.dts, packet.time_base
+        return fake
+
+    damaged = _remux_ts(clip, tmp_path / "garbage-video.ts", noise)
     with pytest.raises(MediaError, match="garbage-video.ts: video stream contains no decodable frames"):
         list(model.stream(damaged, live=True))
 
