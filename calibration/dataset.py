@@ -38,7 +38,7 @@ def select_clips(clips: Sequence[Clip], samples: int) -> list[Clip]:
     what a small class cannot fill goes to the others. Deterministic: same clips, same pick.
     """
     if samples < 1:
-        raise UsageError(f"--samples must be at least 1, got {samples}")
+        raise UsageError(f"samples must be at least 1, got {samples}", setting="samples")
     by_class: dict[int, list[Clip]] = {}
     for clip in sorted(clips, key=lambda c: (c.label, c.stem)):
         by_class.setdefault(clip.label, []).append(clip)

@@ -30,7 +30,7 @@ def quantize_modelopt(model: Path, calib, config: ModelConfig, method: str, excl
     """The Q/DQ INT8 proto ModelOpt writes for `model` (ONNX Runtime CPU calibrates)."""
     require_modelopt()
     if method not in _METHODS:
-        raise UsageError(f"--quantizer modelopt calibrates with minmax or entropy, not {method}")
+        raise UsageError(f"quantizer='modelopt' calibrates with minmax or entropy, not {method}", setting="quantizer")
     import onnx
 
     out = tmp / f"modelopt-{method}.onnx"
@@ -57,7 +57,7 @@ def quantize_modelopt(model: Path, calib, config: ModelConfig, method: str, excl
 
 def require_modelopt() -> None:
     if importlib.util.find_spec("modelopt") is None:
-        raise MissingDependencyError("nvidia-modelopt", "modelopt", "--quantizer modelopt")
+        raise MissingDependencyError("nvidia-modelopt", "modelopt", "quantizer='modelopt'", setting="quantizer")
 
 
 def _import_quantize():

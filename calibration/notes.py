@@ -30,7 +30,7 @@ def calibration_notes(labels: np.ndarray, classes: Sequence[str], methods: Seque
     return [f"small calibration set: {total} clips, {spread} (small means under {SMALL_SET_CLIPS} clips or under "
             f"{SMALL_CLASS_CLIPS} of a class): the activation ranges only cover what these clips reach, so footage "
             f"that goes further is clipped by INT8{tails}. Calibrate on a few hundred clips covering every class "
-            "(--samples draws up to that many from the split; default 512) before relying on the INT8 model"]
+            "(samples draws up to that many from the split; default 512) before relying on the INT8 model"]
 
 
 def _per_class(counts: np.ndarray) -> str:

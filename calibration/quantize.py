@@ -65,15 +65,15 @@ def quantized_nodes(model) -> list[str]:
 
 
 def resolve_excludes(model, patterns: Sequence[str], where: str) -> tuple[str, ...]:
-    """Node names matching `--exclude` patterns (exact names or shell globs such as '/stem/*')."""
+    """Node names matching `exclude` patterns (exact names or shell globs such as '/stem/*')."""
     names = quantizable_nodes(model)
     chosen: dict[str, None] = {}
     for pattern in patterns:
         hits = [n for n in names if n == pattern or fnmatch.fnmatchcase(n, pattern)]
         if not hits:
             example = names[0] if names else "none"
-            raise UsageError(f"--exclude {pattern!r} matches no quantisable layer of {where} (names look like "
-                             f"{example!r}; the report's sensitivity list shows them)")
+            raise UsageError(f"exclude {pattern!r} matches no quantisable layer of {where} (names look like "
+                             f"{example!r}; the report's sensitivity list shows them)", setting="exclude")
         chosen.update(dict.fromkeys(hits))
     return tuple(chosen)
 

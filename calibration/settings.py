@@ -41,24 +41,25 @@ class CalibrationSettings:
 
     def __post_init__(self) -> None:
         if self.method not in (*METHODS, "auto"):
-            raise UsageError(f"--method {self.method!r}: choose one of {', '.join(METHODS)} or auto")
+            raise UsageError(f"method {self.method!r}: choose one of {', '.join(METHODS)} or auto", setting="method")
         if self.quantizer not in QUANTIZERS:
-            raise UsageError(f"--quantizer {self.quantizer!r}: choose one of {', '.join(QUANTIZERS)}")
+            raise UsageError(f"quantizer {self.quantizer!r}: choose one of {', '.join(QUANTIZERS)}", setting="quantizer")
         if self.quantizer == "modelopt" and self.method == "percentile":
-            raise UsageError("--quantizer modelopt calibrates with minmax or entropy, not percentile")
+            raise UsageError("quantizer='modelopt' calibrates with minmax or entropy, not percentile", setting="quantizer")
         if self.sensitivity not in SENSITIVITY_MODES:
-            raise UsageError(f"--sensitivity {self.sensitivity!r}: choose fast (a proxy ranks the layers, the worst "
-                             "--sensitivity-top are measured) or full (every layer measured)")
+            raise UsageError(f"sensitivity {self.sensitivity!r}: choose fast (a proxy ranks the layers, the worst "
+                             "sensitivity_top are measured) or full (every layer measured)",
+                             setting=("sensitivity", "sensitivity_top"))
         for name, low in (("samples", 1), ("batch_size", 1), ("sensitivity_samples", 0), ("sensitivity_top", 1),
                           ("latency_rounds", 0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise UsageError(f"--{name.replace('_', '-')} must be a whole number >= {low}, got {value!r}")
+                raise UsageError(f"{name} must be a whole number >= {low}, got {value!r}", setting=name)
         if self.threads is not None and self.threads < 1:
-            raise UsageError(f"--threads must be at least 1, got {self.threads}")
+            raise UsageError(f"threads must be at least 1, got {self.threads}", setting="threads")
         if self.split.lower() == self.validation_split.lower():
-            raise UsageError(f"--split and --validation-split are both {self.split!r}: calibrate on one split "
-                             "and report on another, or the report flatters INT8")
+            raise UsageError(f"split and validation_split are both {self.split!r}: calibrate on one split "
+                             "and report on another, or the report flatters INT8", setting=("split", "validation_split"))
 
     @property
     def methods(self) -> tuple[str, ...]:

@@ -31,23 +31,27 @@ class TensorRTSettings:
             raise UsageError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
         batch = (self.batch_min, self.batch_opt, self.batch_max)
         if not all(isinstance(b, int) and not isinstance(b, bool) for b in batch) or not 1 <= batch[0] <= batch[1] <= batch[2]:
-            raise UsageError(f"--batch {':'.join(map(str, batch))} must satisfy 1 <= MIN <= OPT <= MAX")
+            raise UsageError(f"batch {':'.join(map(str, batch))} (batch_min:batch_opt:batch_max) must satisfy "
+                             "1 <= MIN <= OPT <= MAX", setting="batch")
         if not self.workspace_gib > 0:
-            raise UsageError(f"--workspace-gib must be positive, got {self.workspace_gib}")
+            raise UsageError(f"workspace_gib must be positive, got {self.workspace_gib}", setting="workspace_gib")
         if self.dla_core is not None:
             self._check_dla()
         if self.timing_cache is not None and Path(self.timing_cache).is_dir():
-            raise UsageError(f"--timing-cache {self.timing_cache}: is a folder; name a file")
+            raise UsageError(f"timing_cache {self.timing_cache}: is a folder; name a file", setting="timing_cache")
         if self.exclude_lean_runtime and not self.version_compatible:
-            raise UsageError("excluding the lean runtime only applies to version-compatible plans (--version-compatible)")
+            raise UsageError("exclude_lean_runtime=True only applies to version-compatible plans "
+                             "(version_compatible=True)", setting="version_compatible")
 
     def _check_dla(self) -> None:
         if isinstance(self.dla_core, bool) or not isinstance(self.dla_core, int) or self.dla_core < 0:
-            raise UsageError(f"--dla-core must be a core index (0, 1, ...), got {self.dla_core}")
+            raise UsageError(f"dla_core must be a core index (0, 1, ...), got {self.dla_core}", setting="dla_core")
         if self.precision == "fp32":
-            raise UsageError("--dla-core: DLA runs fp16 or int8 graphs only; export with --precision fp16")
+            raise UsageError("dla_core: DLA runs fp16 or int8 graphs only; export with precision='fp16'",
+                             setting=("dla_core", "precision"))
         if self.batch_min != self.batch_max:
-            raise UsageError(f"--dla-core: DLA needs a fixed batch (MIN = OPT = MAX), got --batch {self.batch_label}")
+            raise UsageError(f"dla_core: DLA needs a fixed batch (MIN = OPT = MAX), got batch={self.batch_label!r}",
+                             setting=("dla_core", "batch"))
 
     @property
     def batch_label(self) -> str:
@@ -64,14 +68,14 @@ def parse_batch(text: str) -> tuple[int, int, int]:
     """`MIN:OPT:MAX`, or a single `N` meaning `1:N:N`; checked 1 <= MIN <= OPT <= MAX."""
     parts = text.strip().split(":")
     if len(parts) not in (1, 3):
-        raise UsageError(f"--batch {text!r}: expected MIN:OPT:MAX or a single N (meaning 1:N:N)")
+        raise UsageError(f"batch {text!r}: expected MIN:OPT:MAX or a single N (meaning 1:N:N)", setting="batch")
     try:
         values = [int(p) for p in parts]
     except ValueError:
-        raise UsageError(f"--batch {text!r}: batch sizes must be whole numbers") from None
+        raise UsageError(f"batch {text!r}: batch sizes must be whole numbers", setting="batch") from None
     low, opt, high = (1, values[0], values[0]) if len(values) == 1 else values
     if not 1 <= low <= opt <= high:
-        raise UsageError(f"--batch {text}: must satisfy 1 <= MIN <= OPT <= MAX")
+        raise UsageError(f"batch {text}: must satisfy 1 <= MIN <= OPT <= MAX", setting="batch")
     return low, opt, high
 
 

@@ -39,7 +39,7 @@ def export_onnx(checkpoint_or_model: "str | os.PathLike | torch.nn.Module", conf
     sha256 is computed from the file) or a module built from `config`.
     """
     if opset < MIN_OPSET:
-        raise UsageError(f"--opset {opset} is too old; mvrt models need opset {MIN_OPSET} or newer")
+        raise UsageError(f"opset {opset} is too old; mvrt models need opset {MIN_OPSET} or newer", setting="opset")
     model, config, checkpoint_sha256 = _resolve(checkpoint_or_model, config, checkpoint_sha256)
     proto = _trace(model, config, opset)
     add_metadata(proto, {CONFIG_KEY: config.to_json(), CHECKPOINT_SHA_KEY: checkpoint_sha256 or ""})

@@ -108,7 +108,8 @@ def check_tensorrt_ops(model: "onnx.ModelProto | str | os.PathLike", tensorrt: s
     opset = _default_opset(model)
     low, high = OPSET_RANGE["10.15" if _at_least(tensorrt, "10.15") else "10.1"]
     if not low <= opset <= high:
-        raise ModelError(f"{where}: opset {opset} is outside the range TensorRT {tensorrt}'s ONNX parser supports ({low}-{high}); re-export with --opset 18")
+        raise ModelError(f"{where}: opset {opset} is outside the range TensorRT {tensorrt}'s ONNX parser supports ({low}-{high}); re-export with opset=18",
+                         setting="opset")
     issues = find_unsupported(model, tensorrt)
     if issues:
         shown = "; ".join(str(i) for i in issues[:5]) + (f"; and {len(issues) - 5} more" if len(issues) > 5 else "")

@@ -71,7 +71,7 @@ def export_model(checkpoint: str | os.PathLike, onnx_path: str | os.PathLike | N
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise UsageError(f"--onnx {out}: cannot create its folder: {exc.strerror}") from None
+        raise UsageError(f"onnx_path {out}: cannot create its folder: {exc.strerror}", setting="onnx_path") from None
     with tempfile.TemporaryDirectory(prefix=".mvrt-export-", dir=out.parent) as tmp:  # same file system
         staged = Path(tmp) / out.name
         opcheck, fp16 = _stage(checkpoint, staged, out, precision, opset)
@@ -91,9 +91,11 @@ def export_model(checkpoint: str | os.PathLike, onnx_path: str | os.PathLike | N
 def check_precision(precision: str) -> None:
     """fp32 or fp16; int8 points to `mvrt calibrate`."""
     if precision == "int8":
-        raise UsageError("--precision int8 needs calibration data: run `mvrt calibrate` (it writes the Q/DQ ONNX) instead")
+        raise UsageError("precision='int8' needs calibration data: run `mvrt calibrate` (it writes the Q/DQ ONNX) instead",
+                         setting="precision")
     if precision not in EXPORT_PRECISIONS:
-        raise UsageError(f"--precision {precision!r}: choose fp32 or fp16 (INT8 comes from `mvrt calibrate`)")
+        raise UsageError(f"precision {precision!r}: choose fp32 or fp16 (INT8 comes from `mvrt calibrate`)",
+                         setting="precision")
 
 
 def check_export_request(checkpoint: str | os.PathLike, onnx_path: str | os.PathLike | None, precision: str,
@@ -116,12 +118,13 @@ def _check_request(checkpoint: Path, out: Path, precision: str, parity_batch: in
     if not checkpoint.is_file():
         raise ModelError(f"{checkpoint}: no such checkpoint")
     if out.suffix.lower() != ".onnx":
-        raise UsageError(f"--onnx {out}: the output must be an .onnx file")
+        raise UsageError(f"onnx_path {out}: the output must be an .onnx file", setting="onnx_path")
     _refuse_bundled_output(out)
     if parity_batch < 1:
         raise UsageError(f"the parity batch must be at least 1, got {parity_batch}")
     if engine_path is not None and Path(engine_path).resolve() in (out.resolve(), checkpoint.resolve()):
-        raise UsageError(f"--engine {engine_path}: would overwrite the ONNX model or the checkpoint")
+        raise UsageError(f"engine_path {engine_path}: would overwrite the ONNX model or the checkpoint",
+                         setting="engine_path")
     if tensorrt is not None and tensorrt.precision != precision:
         raise UsageError(f"TensorRT settings ask for {tensorrt.precision} but the graph is exported as {precision}")
 
@@ -139,8 +142,8 @@ def _refuse_bundled_output(out: Path) -> None:
 
     bundled = default_model_path()
     if out.resolve().parent == bundled.resolve().parent:
-        raise UsageError(f"--onnx {out}: would write into mvrt's bundled models ({bundled.parent}); "
-                         f"give an output of your own, e.g. --onnx {bundled.stem}.onnx")
+        raise UsageError(f"onnx_path {out}: would write into mvrt's bundled models ({bundled.parent}); "
+                         f"give an output of your own, e.g. onnx_path={bundled.stem + '.onnx'!r}", setting="onnx_path")
 
 
 def _checkpoint_hint(given: Path) -> str:

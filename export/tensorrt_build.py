@@ -101,7 +101,7 @@ def prepare(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, settin
         raise UsageError(f"the TensorRT workspace must be positive, got {workspace_gib} GiB")
     dla_core = getattr(settings, "dla_core", None)
     if dla_core is not None and (not isinstance(dla_core, int) or dla_core < 0):
-        raise UsageError(f"--dla-core must be a core index (0, 1, ...), got {dla_core!r}")
+        raise UsageError(f"dla_core must be a core index (0, 1, ...), got {dla_core!r}", setting="dla_core")
     cache = getattr(settings, "timing_cache", None)
     version_compatible = bool(getattr(settings, "version_compatible", False))
     exclude_lean = bool(getattr(settings, "exclude_lean_runtime", False))
@@ -133,7 +133,8 @@ def _batch_profile(settings: Any) -> BatchProfile:
     except (AttributeError, TypeError, ValueError):
         raise UsageError("TensorRT settings need integer batch_min, batch_opt and batch_max") from None
     if not 1 <= values[0] <= values[1] <= values[2]:
-        raise UsageError(f"--batch {':'.join(map(str, values))} must satisfy 1 <= min <= opt <= max")
+        raise UsageError(f"batch {':'.join(map(str, values))} (batch_min:batch_opt:batch_max) must satisfy "
+                         "1 <= min <= opt <= max", setting="batch")
     return BatchProfile(*values)
 
 
@@ -204,7 +205,7 @@ def _attach_timing_cache(config: Any, path: Path | None) -> bool:
 def _use_dla(trt: Any, builder: Any, config: Any, core: int) -> None:
     cores = int(getattr(builder, "num_DLA_cores", 0) or 0)
     if core >= cores:
-        raise UsageError(f"--dla-core {core}: this device has {cores} DLA core(s)")
+        raise UsageError(f"dla_core {core}: this device has {cores} DLA core(s)", setting="dla_core")
     config.default_device_type = trt.DeviceType.DLA
     config.DLA_core = core
     config.set_flag(trt.BuilderFlag.GPU_FALLBACK)  # layers DLA cannot run go to the GPU

@@ -86,7 +86,7 @@ def input_events(
             continue
         if live or (live is None and is_live_path(path, options)):
             detail = {} if error is None else {"error": str(error)}
-            yield SourceEvent(path, "ended" if error is None else "lost", detail=detail)
+            yield SourceEvent(path, "ended" if error is None else "lost", detail=detail, exception=error)
         if error is not None:
             raise error
         yield FileDone(path, None, counts.undecodable_packets)

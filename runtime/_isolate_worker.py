@@ -61,7 +61,8 @@ def _serve(request: dict, out) -> None:
             error = event.error
             send_json(out, {"event": "done", "undecodable_packets": event.undecodable_packets,
                             "error": None if error is None else str(error),
-                            "error_class": None if error is None else type(error).__name__})
+                            "error_class": None if error is None else type(error).__name__,
+                            "setting": getattr(error, "setting", None)})
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@
 - `decode_audio(path, sample_rate)` decodes a whole file's audio (tools and tests).
 
 Each opens the file for its own stream (the feature cache reads split audio/video files this
-way); `media_features` reads both streams of one input from one demux pass instead, through
+way); `window_reader` reads both streams of one input from one demux pass instead, through
 their cores `window_audio` / `window_frames`, which also take endless (live) windows.
 
 Both iterators stream: memory holds only the windows in flight, never the whole file, and

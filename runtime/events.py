@@ -33,6 +33,8 @@ class SourceEvent:
     state: str
     wall_time: str = field(default_factory=utc_now)
     detail: dict = field(default_factory=dict)
+    # The error of a `lost` source (its message is detail["error"]); not part of `to_dict`.
+    exception: Exception | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict:
         return {"type": "source", "path": self.path, "state": self.state, "wall_time": self.wall_time, **self.detail}

@@ -156,8 +156,17 @@ def _rebuild_error(message: dict, path: str) -> MvrtError | None:
     if not (isinstance(cls, type) and issubclass(cls, MvrtError)) or cls is errors.MissingDependencyError:
         cls = MediaError
     error = cls.__new__(cls)
-    MvrtError.__init__(error, str(text))
+    MvrtError.__init__(error, str(text), setting=_wire_setting(message.get("setting")))
     return error
+
+
+def _wire_setting(value: object) -> str | tuple[str, ...] | None:
+    """The settings a worker's error names (a name or a list of names; anything else: none)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    return None
 
 
 def _describe_exit(code: int) -> str:

@@ -34,7 +34,7 @@ from mvrt.errors import UsageError
 
 __all__ = ["LATENCY_BUCKETS_SECONDS", "SOURCE_STATES", "Metrics", "MetricsServer"]
 
-_MISSING = "--metrics-port needs prometheus-client: pip install 'mvrt[metrics]'"
+_MISSING = "Prometheus metrics need prometheus-client: pip install 'mvrt[metrics]'"
 
 #: Histogram bucket upper bounds, seconds (plus the implicit +Inf).
 LATENCY_BUCKETS_SECONDS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0)
@@ -130,9 +130,9 @@ class Metrics:
 
 def _check_endpoint(port: Any, host: Any) -> None:
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
-        raise UsageError(f"--metrics-port {port!r}: must be an integer 0..65535")
+        raise UsageError(f"port {port!r}: must be an integer 0..65535", setting="port")
     if not isinstance(host, str) or not host.strip():
-        raise UsageError(f"--metrics-port {port}: host {host!r} must name an address to listen on")
+        raise UsageError(f"port {port}: host {host!r} must name an address to listen on", setting="port")
 
 
 def _family(host: str, port: int) -> socket.AddressFamily:
@@ -140,7 +140,7 @@ def _family(host: str, port: int) -> socket.AddressFamily:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
-        raise UsageError(f"--metrics-port {port}: cannot resolve host {host!r} ({exc.strerror})") from None
+        raise UsageError(f"port {port}: cannot resolve host {host!r} ({exc.strerror})", setting="port") from None
     return infos[0][0]
 
 
@@ -160,8 +160,9 @@ def _make_server(app: Any, port: int, host: str) -> Any:
         httpd = _Server((host, port), _Handler)
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
-            raise UsageError(f"--metrics-port {port}: cannot listen on {host}:{port} (address in use)") from None
-        raise UsageError(f"--metrics-port {port}: cannot listen on {host}:{port} ({exc.strerror or exc})") from None
+            raise UsageError(f"port {port}: cannot listen on {host}:{port} (address in use)", setting="port") from None
+        raise UsageError(f"port {port}: cannot listen on {host}:{port} ({exc.strerror or exc})",
+                         setting="port") from None
     httpd.set_app(app)
     return httpd
 

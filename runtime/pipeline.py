@@ -57,11 +57,11 @@ class PipelineConfig:
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
-            raise UsageError(f"--batch-size must be at least 1, got {self.batch_size}")
+            raise UsageError(f"batch_size must be at least 1, got {self.batch_size}", setting="batch_size")
         if self.queue_windows < 1:
             raise UsageError(f"queue_windows must be at least 1, got {self.queue_windows}")
         if isinstance(self.jobs, bool) or not isinstance(self.jobs, int) or self.jobs < 1:
-            raise UsageError(f"jobs (--jobs) must be a positive integer, got {self.jobs!r}")
+            raise UsageError(f"jobs must be a positive integer, got {self.jobs!r}", setting="jobs")
         check_read_timeout(self.read_timeout_seconds)
 
 
@@ -74,12 +74,13 @@ class _Finished:
 
 
 def check_window(config: ModelConfig, window_seconds: float | None) -> None:
-    """Refuse a --window the model was not built for (never silently rewritten)."""
+    """Refuse a `window_seconds` the model was not built for (never silently rewritten)."""
     model_window = config.frontend.window_seconds
     if window_seconds is not None and abs(window_seconds - model_window) > 1e-9:
         raise UsageError(
-            f"--window {window_seconds:g} does not match the model's {model_window:g} s windows "
-            f"(its input shapes are fixed); omit --window, or use --hop to change the spacing"
+            f"window_seconds {window_seconds:g} does not match the model's {model_window:g} s windows "
+            f"(its input shapes are fixed); omit window_seconds, or use hop_seconds to change the spacing",
+            setting=("window_seconds", "hop_seconds"),
         )
 
 
@@ -95,15 +96,17 @@ def run_pipeline(
     model = engine.config
     check_window(model, config.window_seconds)
     if engine.max_batch is not None and config.batch_size > engine.max_batch:
-        raise UsageError(f"--batch-size {config.batch_size} exceeds the engine's maximum batch {engine.max_batch}")
+        raise UsageError(f"batch_size {config.batch_size} exceeds the engine's maximum batch {engine.max_batch}",
+                         setting="batch_size")
     names = [as_input(p) for p in paths]
     _check_pairs(names, config)
     live = [p for p in names if not isinstance(p, MediaPair) and is_live_path(p, config.source)]
     if config.source.reconnect and not any(can_reconnect(p) for p in names if not isinstance(p, MediaPair)):
-        raise UsageError("reconnect (--reconnect) reopens network sources (tcp://, udp://, rtsp://, http://, ...); "
-                         "none of the inputs is one")
+        raise UsageError("reconnect=True reopens network sources (tcp://, udp://, rtsp://, http://, ...); "
+                         "none of the inputs is one", setting="reconnect")
     if config.isolate and live:
-        raise UsageError(f"--isolate reads files only; {live[0]} is a live source (drop --isolate or the source)")
+        raise UsageError(f"isolate=True reads files only; {live[0]} is a live source (drop isolate=True or the source)",
+                         setting="isolate")
     if live:
         warm_up(engine, config.frontend)  # a live source's first window is not kept waiting for it
     q: queue.Queue = queue.Queue(maxsize=config.queue_windows)
@@ -129,9 +132,10 @@ def _check_pairs(names: list[InputItem], config: PipelineConfig) -> None:
         if isinstance(item, MediaPair):
             live = next((p for p in (item.audio, item.video) if is_live_path(p, config.source)), None)
             if live is not None:
-                why = "live windows (--live) are" if config.source.live else f"{live} is a live source, which is"
+                why = "live windows (live=True) are" if config.source.live else f"{live} is a live source, which is"
                 raise UsageError(f"{item}: separate audio and video are read from files only; {why} not supported "
-                                 "for a pair (mux the two into one stream instead)")
+                                 "for a pair (mux the two into one stream instead)",
+                                 setting="live" if config.source.live else None)
 
 
 def warm_up(engine, frontend: str = "auto") -> None:

@@ -88,7 +88,7 @@ def _open_problem(path: str, exc: BaseException, timeout_seconds: float | None) 
         return (f"this FFmpeg build has no {scheme!r} protocol (PyAV's bundled FFmpeg lacks some, e.g. srt); "
                 "use a PyAV built against an FFmpeg that has it")
     if isinstance(exc, ConnectionRefusedError):
-        return "connection refused (nothing is listening there yet; --reconnect keeps trying)"
+        return "connection refused (nothing is listening there yet; reconnect=True keeps trying)"
     if isinstance(exc, av.error.InvalidDataError):
         return "not a readable audio/video file (corrupt, truncated, or not media at all)"
     return f"cannot open as media ({ffmpeg_reason(exc)})"
@@ -125,7 +125,8 @@ def open_media(
         raise
     except (av.error.FFmpegError, OSError, ValueError) as exc:
         _close(reader)
-        raise media_error(name, _open_problem(name, exc, timeout)) from None
+        raise MediaError(str(media_error(name, _open_problem(name, exc, timeout))),
+                         setting="reconnect" if isinstance(exc, ConnectionRefusedError) else None) from None
     try:
         yield container
     finally:

@@ -43,10 +43,10 @@ def _freeze_options(options) -> tuple[tuple[str, str], ...]:
 
 
 def parse_input_option(text: str) -> tuple[str, str]:
-    """`KEY=VALUE` (the CLI's --input-option) -> (key, value)."""
+    """`KEY=VALUE` (one of `input_options`, as the CLI's --input-option gives it) -> (key, value)."""
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
-        raise UsageError(f"--input-option {text!r}: expected KEY=VALUE, e.g. rtsp_transport=tcp")
+        raise UsageError(f"input_options {text!r}: expected KEY=VALUE, e.g. rtsp_transport=tcp", setting="input_options")
     return key.strip(), value
 
 
@@ -66,11 +66,12 @@ class SourceOptions:
         check_input_format(self.input_format)
         if self.max_windows is not None and (isinstance(self.max_windows, bool) or not isinstance(self.max_windows, int)
                                              or self.max_windows < 1):
-            raise UsageError(f"max_windows (--max-windows) must be a positive integer, got {self.max_windows!r}")
+            raise UsageError(f"max_windows must be a positive integer, got {self.max_windows!r}", setting="max_windows")
         duration = self.duration_seconds
         if duration is not None and (isinstance(duration, bool) or not isinstance(duration, (int, float))
                                      or not math.isfinite(duration) or duration <= 0):
-            raise UsageError(f"duration_seconds (--duration) must be a positive number of seconds, got {duration!r}")
+            raise UsageError(f"duration_seconds must be a positive number of seconds, got {duration!r}",
+                             setting="duration_seconds")
 
     @property
     def options(self) -> dict[str, str]:
@@ -119,7 +120,7 @@ def live_windows(
     """
     hop = window_seconds if hop_seconds is None else hop_seconds
     if not hop > 0:
-        raise UsageError(f"--hop must be positive, got {hop}")
+        raise UsageError(f"hop_seconds must be positive, got {hop}", setting="hop_seconds")
     index = first_index
     while options.max_windows is None or index < options.max_windows:
         start = offset_seconds + (index - first_index) * hop

@@ -4,13 +4,16 @@
 it is read as a file (windows planned over its duration) or live (DESIGN §9: W every H from
 time 0, each window emitted once complete), and decodes its first audio and first video
 stream from one pass of packets (`_demux.SharedDemux`): audio and video each in a background
-thread (a live stream's frames are decoded as they arrive), both bounded, so memory grows neither with the length of the input nor with how long a
-stream runs. Each window comes with the arrival time of the last packet it needed and the
-seconds of it that were filled in (a hole in the stream).
+thread (a live stream's frames are decoded as they arrive), both bounded, so memory grows
+neither with the length of the input nor with how long a stream runs. Each window comes
+with the arrival time of the last packet it needed and the seconds of it that were filled in
+(a hole in the stream).
 
-`iter_pair_features` reads a `MediaPair` (sound and picture in two files) the same way: each
-file opened once, its own demux and decoder thread, windows planned as for the file that
-muxes the two (DESIGN §8, the authors' layout).
+A `MediaPair` (sound and picture in two files, DESIGN §8, the authors' layout) is read the
+same way (`iter_input_features` or `iter_pair_features`, through `_pair_reader`): each file
+opened once, its own demux and decoder thread, windows planned as for the file that muxes the
+two. `media_seconds` is the duration windows are planned over, for a file or a pair alike, and
+`window_at` the one window from a given start that `mvrt features` and the feature cache use.
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ import itertools
 import logging
 import os
 import threading
-import time
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
@@ -31,6 +33,7 @@ from mvrt.errors import MediaError, UsageError
 from mvrt.runtime._audio_decode import AudioFeed, first_audio_stream, window_audio
 from mvrt.runtime._audio_timeline import CHUNK_SAMPLES
 from mvrt.runtime._demux import LiveClock, SharedDemux
+from mvrt.runtime._pair_reader import decode_pair, open_pair, pair_duration
 from mvrt.runtime._packet_skip import LOOKAHEAD_PACKETS
 from mvrt.runtime._threads import prefetch
 from mvrt.runtime._video_decode import _Feed, first_video_stream, window_frames
@@ -41,7 +44,6 @@ from mvrt.runtime.inputs import MediaPair
 from mvrt.runtime.probe import (
     _check_stream_ends,
     abandon,
-    ends_disagree,
     check_read_timeout,
     media_error,
     missing_streams,
@@ -106,17 +108,41 @@ def file_windows(
     return file_windows_for(info.duration_seconds, config.frontend.window_seconds, hop_seconds, SourceOptions())
 
 
-def window_at(path: str | os.PathLike, config: ModelConfig, start_seconds: float) -> Window:
-    """The single window that starts at `start_seconds` (for `mvrt features`)."""
-    info = probe(path, require_streams=True)
+def media_seconds(source: str | os.PathLike | MediaPair, *,
+                  read_timeout_seconds: float | None = DEFAULT_READ_TIMEOUT_SECONDS) -> float:
+    """The duration the reader plans the windows of a file or a `MediaPair` over (0: unknown).
+
+    A file's: its container's, else the longer of its first audio and video streams', else
+    measured from its packets. A pair's: the longer of its two files' (as for the file that
+    muxes both), refused when they disagree wildly.
+    """
+    timeout = check_read_timeout(read_timeout_seconds)
+    if isinstance(source, MediaPair):
+        with open_pair(source, timeout) as (sound, picture):
+            return pair_duration(source, sound, picture, timeout)
+    name = os.fspath(source)
+    with open_media(name, read_timeout_seconds=timeout) as container:
+        duration = _duration(container, *_streams(container, name), name)
+    if duration is None:  # a file that states no duration: measured by a scan of its packets
+        duration = probe(name, require_streams=True, read_timeout_seconds=timeout).duration_seconds
+    return duration
+
+
+def window_at(source: str | os.PathLike | MediaPair, config: ModelConfig, start_seconds: float, *,
+              read_timeout_seconds: float | None = DEFAULT_READ_TIMEOUT_SECONDS) -> Window:
+    """The single window of a file or a `MediaPair` that starts at `start_seconds`, as the reader cuts it.
+
+    Its span (where its frames are taken) reaches to `media_seconds(source)` at most. `mvrt
+    features` and the feature cache (a clip's first window) both take their window from here.
+    """
+    duration = media_seconds(source, read_timeout_seconds=read_timeout_seconds)
     window_seconds = config.frontend.window_seconds
     if start_seconds < 0:
-        raise UsageError(f"--start must be >= 0, got {start_seconds}")
-    if info.duration_seconds > 0 and start_seconds >= info.duration_seconds:
-        raise MediaError(f"{path}: --start {start_seconds:g} s lies beyond the end ({info.duration_seconds:.2f} s)")
-    span = window_seconds
-    if info.duration_seconds > 0:
-        span = min(window_seconds, info.duration_seconds - start_seconds)
+        raise UsageError(f"start_seconds must be >= 0, got {start_seconds}", setting="start_seconds")
+    if duration > 0 and start_seconds >= duration:
+        raise MediaError(f"{source}: start_seconds {start_seconds:g} lies beyond the end ({duration:.2f} s)",
+                         setting="start_seconds")
+    span = min(window_seconds, duration - start_seconds) if duration > 0 else window_seconds
     return Window(0, float(start_seconds), window_seconds, float(span))
 
 
@@ -141,7 +167,7 @@ def iter_file_features(
 
 
 def iter_input_features(
-    path: str | os.PathLike,
+    path: str | os.PathLike | MediaPair,
     config: ModelConfig,
     *,
     hop_seconds: float | None = None,
@@ -157,11 +183,15 @@ def iter_input_features(
 
     `first_index` and `offset_seconds` continue the window numbering and media clock of an
     earlier connection to the same live source (reconnection). Once `stop` is set, reading
-    ends at the next packet (a live source's window in progress is dropped).
+    ends at the next packet (a live source's window in progress is dropped). A `MediaPair`
+    is read as `iter_pair_features` says (a file, never live).
     """
-    name = os.fspath(path)
     timeout = check_read_timeout(read_timeout_seconds)
     counts = counts if counts is not None else DecodeCounts()
+    if isinstance(path, MediaPair):
+        yield from _pair_features(path, config, hop_seconds, options, implementation, timeout, counts, stop)
+        return
+    name = os.fspath(path)
     window_seconds = config.frontend.window_seconds
     live = is_forced_live(name, options)
     with open_media(name, read_timeout_seconds=timeout, input_format=options.input_format,
@@ -184,95 +214,31 @@ def iter_input_features(
         yield from _decode(container, audio, video, plan, config, implementation, timeout, counts, stop)
 
 
-def iter_pair_features(
-    pair: MediaPair,
-    config: ModelConfig,
-    *,
-    hop_seconds: float | None = None,
-    options: SourceOptions = SourceOptions(),
-    implementation: str = "auto",
-    read_timeout_seconds: float | None = DEFAULT_READ_TIMEOUT_SECONDS,
-    counts: DecodeCounts | None = None,
-    stop: threading.Event | None = None,
-) -> Iterator[InputOpened | WindowFeatures]:
-    """`iter_input_features` of a pair of files: sound from `pair.audio`, picture from `pair.video`.
+def iter_pair_features(pair: MediaPair, config: ModelConfig, **settings) -> Iterator[InputOpened | WindowFeatures]:
+    """`iter_input_features(pair, config, **settings)`: sound from `pair.audio`, picture from `pair.video`.
 
     Each file is opened once and read by its own demux and decoder thread. The windows and the
     media clock are those of the file that muxes both streams: planned over the longer of the
-    two durations (the muxed container's), time 0 at the earlier positive start. Durations more
-    than `PAIR_MISMATCH_SECONDS` apart are a warning (the shorter stream is padded: silence, or
+    two durations (`media_seconds`), time 0 at the earlier positive start. Durations more
+    than `_pair_reader.PAIR_MISMATCH_SECONDS` apart are a warning (the shorter stream is padded: silence, or
     its last frame held). A window is ready once both decoders have delivered it.
     """
-    timeout = check_read_timeout(read_timeout_seconds)
-    counts = counts if counts is not None else DecodeCounts()
-    with open_media(pair.audio, read_timeout_seconds=timeout) as sound_file, \
-            open_media(pair.video, read_timeout_seconds=timeout) as picture_file:
-        sound = (sound_file, first_audio_stream(sound_file, pair.audio))
-        picture = (picture_file, first_video_stream(picture_file, pair.video))
-        duration = _pair_duration(pair, sound, picture, timeout)
+    if not isinstance(pair, MediaPair):
+        raise UsageError(f"iter_pair_features reads a MediaPair, got {pair!r}")
+    return iter_input_features(pair, config, **settings)
+
+
+def _pair_features(pair: MediaPair, config: ModelConfig, hop_seconds: float | None, options: SourceOptions,
+                   implementation: str, timeout: float | None, counts: DecodeCounts,
+                   stop: threading.Event | None) -> Iterator[InputOpened | WindowFeatures]:
+    with open_pair(pair, timeout) as (sound, picture):
+        duration = pair_duration(pair, sound, picture, timeout)
         windows = file_windows_for(duration, config.frontend.window_seconds, hop_seconds, options)
         yield InputOpened(pair.video, False, len(windows))
-        yield from _decode_pair(pair, sound, picture, windows, config, implementation, timeout, counts, stop)
-
-
-# Audio and video files of one pair whose durations differ by more than this are reported.
-PAIR_MISMATCH_SECONDS = 1.0
-
-
-def _file_duration(container, stream, path: str, timeout: float | None) -> float:
-    """A file's duration as for a muxed file: the container's, else the stream's, else measured."""
-    if container.duration is not None and container.duration > 0:
-        return container.duration / 1e6
-    end = stream_end_seconds(container, stream)
-    if end is not None:
-        return end
-    return probe(path, read_timeout_seconds=timeout).duration_seconds
-
-
-def _pair_duration(pair: MediaPair, sound, picture, timeout: float | None) -> float:
-    """The longer of the two files' durations; wildly different ones are damage (as in one file)."""
-    audio_end = _file_duration(*sound, pair.audio, timeout)
-    video_end = _file_duration(*picture, pair.video, timeout)
-    short, long = sorted((audio_end, video_end))
-    if ends_disagree(audio_end, video_end):
-        raise MediaError(f"{pair}: the audio file lasts {audio_end:.2f} s but the video file {video_end:.2f} s; "
-                         "they are not two halves of one clip (or their timestamps are damaged)")
-    if long - short > PAIR_MISMATCH_SECONDS:
-        log.warning("%s: the audio file lasts %.2f s and the video file %.2f s; the shorter one is padded "
-                    "(silence or its last frame)", pair, audio_end, video_end)
-    return long
-
-
-def _pair_origin(*containers) -> float:
-    """Time 0 of a pair: the earlier of the files' start times when positive, else 0 (as when muxed)."""
-    starts = [c.start_time / 1e6 if c.start_time is not None else 0.0 for c in containers]
-    return max(0.0, min(starts))
-
-
-def _decode_pair(pair: MediaPair, sound, picture, windows: list[Window], config: ModelConfig, implementation: str,
-                 timeout: float | None, counts: DecodeCounts, stop: threading.Event | None) -> Iterator[WindowFeatures]:
-    """The windows of a pair: audio and video each decoded from its own file in a thread of its own."""
-    fe = config.frontend
-    origin = _pair_origin(sound[0], picture[0])
-    rates = sorted(set(config.audio_inputs.values()))
-    samples = prefetch(window_audio(*sound, windows, pair.audio, rates, fe.window_seconds, stats=counts.audio,
-                                    timeout=timeout, feed=AudioFeed(origin=origin)), depth=2, name="mvrt-audio")
-    frames = prefetch(window_frames(*picture, windows, pair.video, fe.frames, fe.image_size, origin,
-                                    stats=counts.video, timeout=timeout), depth=2, name="mvrt-video")
-    try:
-        for window in windows:
-            if stop is not None and stop.is_set():
-                return
-            try:
-                audio_part, video_part = next(samples), next(frames)
-            except StopIteration:
-                raise MediaError(f"{pair}: decoding ended before window {window.index}") from None
-            ready = time.monotonic()  # both halves decoded (a file's packets arrive as they are read)
+        for window, audio_part, video_part, ready in decode_pair(pair, sound, picture, windows, config, timeout,
+                                                                 counts, stop):
             feeds = window_features(audio_part, video_part, config, implementation=implementation)
             yield WindowFeatures(window, feeds, ready)
-    finally:
-        samples.close()
-        frames.close()
 
 
 def _streams(container, path: str):

@@ -44,9 +44,9 @@ def plan_windows(duration_seconds: float, window_seconds: float, hop_seconds: fl
     """
     hop = window_seconds if hop_seconds is None else hop_seconds
     if not window_seconds > 0:
-        raise UsageError(f"--window must be positive, got {window_seconds}")
+        raise UsageError(f"window_seconds must be positive, got {window_seconds}", setting="window_seconds")
     if not hop > 0:
-        raise UsageError(f"--hop must be positive, got {hop}")
+        raise UsageError(f"hop_seconds must be positive, got {hop}", setting="hop_seconds")
     if not duration_seconds > 0:
         return [Window(0, 0.0, window_seconds, window_seconds)]
     if duration_seconds <= window_seconds + _EPS_SECONDS:

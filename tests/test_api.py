@@ -64,7 +64,7 @@ def _no_mvrt_threads_within(seconds: float) -> bool:
 
 def test_an_error_keeps_its_class(tiny_models, clip_10s):
     with load_model(tiny_models["slowfast"].onnx, hop_seconds=-1.0) as model:
-        with pytest.raises(UsageError, match="--hop must be positive") as caught:
+        with pytest.raises(UsageError, match="^hop_seconds must be positive") as caught:
             model.classify(clip_10s)
     assert type(caught.value) is UsageError  # not flattened into a MediaError
 

@@ -90,3 +90,37 @@ def test_usage_errors_are_one_line(trained, capsys, tmp_path):
     assert code == 2 and err.strip().count("\n") == 0 and "unknown split 'dev'" in err
     code, _, err = run(capsys, "train", tmp_path / "missing", "--out", tmp_path / "x.safetensors", "-q")
     assert code == 2 and "no such data folder" in err
+
+
+def test_train_progress_lines_go_to_stderr_only_inside_the_command(capsys):
+    import logging
+
+    import click
+
+    from mvrt._cli_app import build_command
+    from mvrt._cli_train import progress_log
+
+    log = logging.getLogger("mvrt.training.train")
+    with click.Context(build_command().commands["train"]), progress_log("train"):
+        log.info("epoch %d/%d: val acc %.3f", 1, 2, 0.5)
+        log.info("init %s: loaded 3 tensor(s)", "p.safetensors", extra={"setting": "init"})
+        log.info("s.last.safetensors: starting afresh (resume=False to silence)", extra={"setting": "resume"})
+        log.debug("not shown at the default level")
+    log.info("after the command")
+    out, err = capsys.readouterr()
+    assert out == "" and err.splitlines() == ["mvrt train: epoch 1/2: val acc 0.500",
+                                              "mvrt train: --init p.safetensors: loaded 3 tensor(s)",
+                                              "mvrt train: s.last.safetensors: starting afresh (--restart to silence)"]
+    assert logging.getLogger("mvrt.training").handlers == [] and logging.getLogger("mvrt.training").propagate
+
+
+def test_device_and_init_errors_name_the_flag(capsys, tmp_path, monkeypatch):
+    import torch
+
+    code, _, err = run(capsys, "train", tmp_path, "--device", "tpu", "-q")
+    assert code == 2 and err == "mvrt: error: --device must be cpu or cuda[:N], got 'tpu'\n"
+    code, _, err = run(capsys, "train", tmp_path, "--init", tmp_path / "nope.safetensors", "-q")
+    assert code == 2 and err == f"mvrt: error: --init {tmp_path / 'nope.safetensors'}: no such checkpoint\n"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    code, _, err = run(capsys, "pretrain", tmp_path, "--device", "cuda", "-q")
+    assert code == 2 and err == "mvrt: error: --device cuda: torch sees no CUDA device; pretrain with --device cpu\n"

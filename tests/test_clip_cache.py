@@ -111,6 +111,39 @@ def test_authors_layout_and_decode_failure(tmp_path):
     assert raw["audio_fast"].shape == (2, 128, 126) and raw["frames"].shape == (64, 32, 32, 3)
 
 
+def test_a_pair_shorter_than_a_window_spans_the_longer_file_as_inference_does(tmp_path):
+    """Audio 1.8 s, video 1.2 s, 2 s windows: the span is 1.8 s (the pair reader's), the last frame held."""
+    from media_factory import chirp, index_frames, read_indices
+
+    from mvrt.data import Clip
+    from mvrt.runtime.inputs import MediaPair
+    from mvrt.runtime.window_reader import WindowFeatures, iter_pair_features
+    from mvrt.standin import write_audio, write_clip
+
+    audio = write_audio(tmp_path / "audio" / "a.flac", chirp(1.8, 32000), 32000)
+    video = write_clip(tmp_path / "video" / "a.mp4", None, 32000, index_frames(12, 48, 48), 10)
+    clip = Clip(audio, video, 0, "Excited", "train", "a")
+    config = _config()
+    window = fc.clip_window(clip, config)
+    assert (window.start_seconds, window.window_seconds) == (0.0, 2.0)
+    assert window.span_seconds == pytest.approx(1.8, abs=0.03)
+    report = FeatureCache(tmp_path / "cache", config).build([clip], progress=False)
+    raw = load_entry(report.entries[0][1], config)
+    shown = read_indices(raw["frames"])
+    assert shown[0] == 0 and shown[-22:] == [11] * 22  # targets past 1.2 s show the last frame
+    pair = [e for e in iter_pair_features(MediaPair(audio, video), config) if isinstance(e, WindowFeatures)]
+    assert pair[0].window == window
+    got = entry_features(raw, config)
+    for name, expected in pair[0].feeds.items():
+        np.testing.assert_array_equal(got[name], expected, err_msg=name)
+
+
+def test_the_frontend_version_is_in_the_key(monkeypatch):
+    base = frontend_key(_config())
+    monkeypatch.setattr(fc, "FRONTEND_VERSION", fc.FRONTEND_VERSION + 1)
+    assert frontend_key(_config()) != base
+
+
 # --- entries nobody vetted ----------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

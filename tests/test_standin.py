@@ -120,3 +120,22 @@ def test_the_folder_says_it_is_stand_in_data(tmp_path):
     marker = json.loads((tmp_path / "d" / MARKER_NAME).read_text())
     assert marker["seed"] == 3 and marker["counts"] == {"test": 1} and "not MVED" in marker["note"]
     assert "stand-in" in trained_on(tmp_path / "d") and "not MVED" in trained_on(tmp_path / "d")
+
+
+def test_one_labelled_clip_and_a_reproducible_encoding(tmp_path):
+    """`write_labelled_clip`: both streams, the asked length; without x264's mbtree the same seed decodes the same."""
+    from mvrt.standin import write_labelled_clip
+
+    options = {"x264-params": "mbtree=0"}
+    paths = [write_labelled_clip(tmp_path / f"{name}.mp4", "Excited", seconds=2.0, width=64, height=48, fps=15,
+                                 sample_rate=32000, seed=seed, options=options)
+             for name, seed in (("a", 3), ("b", 3), ("c", 4))]
+    info = probe(paths[0], require_streams=True)
+    assert info.duration_seconds == pytest.approx(2.0, abs=0.05) and (info.width, info.height) == (64, 48)
+    (audio_a, frames_a), (audio_b, frames_b), (audio_c, _) = (_decoded(p) for p in paths)
+    np.testing.assert_array_equal(frames_a, frames_b)
+    np.testing.assert_array_equal(audio_a, audio_b)
+    assert not np.array_equal(audio_a[: audio_c.size], audio_c[: audio_a.size])
+    with pytest.raises(UsageError, match=r"label must be one of Excited, .*got 'Happy'") as caught:
+        write_labelled_clip(tmp_path / "d.mp4", "Happy", seconds=1.0)
+    assert caught.value.setting == "label"

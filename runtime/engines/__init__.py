@@ -37,12 +37,14 @@ def open_engine(model_path: str | os.PathLike, backend: str = "auto", **kwargs) 
         return _tensorrt_engine(path, suffix, backend, kwargs)
     if suffix == ".onnx":
         if backend == "torch":
-            raise UsageError(f"{path}: the torch backend runs .safetensors checkpoints; use --backend onnxruntime")
+            raise UsageError(f"{path}: the torch backend runs .safetensors checkpoints; use backend='onnxruntime'",
+                             setting="backend")
         return OnnxRuntimeEngine(path, **_options("onnxruntime", kwargs))
     if suffix == ".safetensors":
         if backend == "onnxruntime":
             raise UsageError(f"{path}: onnxruntime needs an ONNX model; export the checkpoint with "
-                             f"`mvrt export {_quote(path)} --onnx {_quote(path.stem + '.onnx')}` or use --backend torch")
+                             f"`mvrt export {_quote(path)} --onnx {_quote(path.stem + '.onnx')}` or use backend='torch'",
+                             setting="backend")
         if importlib.util.find_spec("torch") is None:
             raise MissingDependencyError("torch", "torch", f"running the checkpoint {path.name} (or export it to ONNX)")
         from mvrt.runtime.engines.torch_engine import TorchEngine
@@ -59,7 +61,7 @@ def _tensorrt_engine(path: Path, suffix: str, backend: str, kwargs: dict) -> Eng
     """
     if suffix not in _PLAN_SUFFIXES:
         raise UsageError(f"{path}: the tensorrt backend runs serialized plans ({', '.join(_PLAN_SUFFIXES)}); "
-                         f"{_plan_hint(path)}, or use --backend onnxruntime")
+                         f"{_plan_hint(path)}, or use backend='onnxruntime'", setting="backend")
     if backend not in ("auto", "tensorrt"):
         raise UsageError(f"{path}: a TensorRT plan runs on the tensorrt backend only, not {backend}")
     from mvrt.runtime.engines.tensorrt_engine import TensorRTEngine

@@ -44,7 +44,7 @@ def check(result: Any, what: str) -> Any:
         name = _error_name(status)
         if name in _NO_DRIVER:
             raise BackendError(f"no CUDA driver found: {what} failed with {name}; the TensorRT backend needs an NVIDIA GPU "
-                               "and its driver (use --backend onnxruntime on this machine)")
+                               "and its driver (use backend='onnxruntime' on this machine)", setting="backend")
         raise BackendError(f"CUDA error during {what}: {name}")
     if not values:
         return None

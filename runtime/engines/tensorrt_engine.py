@@ -51,7 +51,7 @@ def import_tensorrt(version_compatible: bool, purpose: str) -> Any:
         raise MissingDependencyError("tensorrt", "tensorrt", purpose) from None
     if not version_compatible:
         raise MissingDependencyError("tensorrt", "tensorrt", f"{purpose}, which is not version-compatible (the installed "
-                                     "tensorrt_lean runs only plans built with --version-compatible),")
+                                     "tensorrt_lean runs only version-compatible plans),")
     return trt
 
 

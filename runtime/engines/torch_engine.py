@@ -34,7 +34,8 @@ class TorchEngine(Engine):
         on_cuda = device.startswith("cuda")
         if (precision == "fp16" or cuda_graphs) and not on_cuda:
             what = "fp16" if precision == "fp16" else "CUDA graphs"
-            raise UsageError(f"{what} with the torch backend needs a CUDA device (--device cuda), got {device!r}")
+            raise UsageError(f"{what} with the torch backend needs a CUDA device (device='cuda'), got {device!r}",
+                             setting="device")
         self.device, self.threads, self.precision, self.cuda_graphs = device, threads, precision, cuda_graphs
         self._model = None
         self._graphs: dict[int, _Graph] = {}

@@ -258,6 +258,7 @@ def _consume(events, videos: list, lines, progress: bool) -> None:
     """Follow the pipeline's events: progress, jsonl lines, and the finished videos (appended)."""
     from tqdm import tqdm
 
+    from mvrt._cli_flags import error_line
     from mvrt.output_formats import jsonl_line
     from mvrt.runtime.events import FileStarted, SourceEvent
     from mvrt.runtime.results import VideoResult, WindowResult
@@ -281,7 +282,7 @@ def _consume(events, videos: list, lines, progress: bool) -> None:
             elif isinstance(event, VideoResult):
                 videos.append(event)
                 if not event.ok:
-                    bar.write(f"mvrt: error: {event.error}", file=sys.stderr)
+                    bar.write(error_line(event.exception or event.error), file=sys.stderr)
                 if lines is not None:
                     lines.write_line(jsonl_line(event))
 

@@ -84,5 +84,8 @@ def describe_source_event(event) -> Optional[str]:
     if event.state == "reconnecting":
         return f"mvrt: {event.path}: reconnecting in {detail['delay_seconds']:g} s ({detail['reason']})"
     if event.state == "lost":
-        return f"mvrt: {event.path}: source lost: {detail.get('error', 'unknown error')}"
+        from mvrt._cli_flags import error_text, running_command
+
+        error = event.exception if event.exception is not None else detail.get("error", "unknown error")
+        return f"mvrt: {event.path}: source lost: {error_text(error, running_command())}"
     return None

@@ -5,9 +5,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from mvrt._cli_output import Progress, Quiet, progress_wanted
+from mvrt._cli_output import Progress, Quiet
 from mvrt._cli_train import (
-    Arch, BatchSize, Epochs, ImageSize, Lr, NoMmtm, Seed, TrainDevice, TrainThreads, Width, Window,
+    Arch, BatchSize, Epochs, ImageSize, Lr, NoMmtm, Seed, TrainDevice, TrainThreads, Width, Window, loop_settings,
+    progress_log,
 )
 from mvrt._cli_types import Args
 
@@ -50,15 +51,12 @@ def pretrain(
     progress: Progress = None,
     quiet: Quiet = False,
 ) -> int:
-    from mvrt.config import FrontendConfig
-    from mvrt.training.pretrain import PretrainSettings
     from mvrt.training.pretrain import pretrain as pretrain_model
+    from mvrt.training.settings import PretrainSettings
 
-    settings = PretrainSettings(
-        arch=arch, mmtm=not no_mmtm, width=width, frontend=FrontendConfig(window_seconds=window, image_size=image_size),
-        epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, threads=threads, device=device,
-        progress=progress_wanted(Args(locals())))
-    result = pretrain_model(clips_dir, out, settings, cache_dir=cache)
+    settings = PretrainSettings(**loop_settings(Args(locals())))
+    with progress_log("pretrain"):
+        result = pretrain_model(clips_dir, out, settings, cache_dir=cache)
     print(f"pretrained on {result.clips} clips ({result.skipped_clips} skipped), final reconstruction loss "
           f"{result.epoch_losses[-1]:.4f} -> {result.checkpoint}", file=sys.stderr)
     return EXIT_OK

@@ -1,5 +1,7 @@
 """`mvrt train` and `mvrt evaluate`, and the network / schedule / front-end options pretrain shares."""
 
+import contextlib
+import logging
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -84,20 +86,71 @@ def train(
     progress: Progress = None,
     quiet: Quiet = False,
 ) -> int:
-    from mvrt.config import FrontendConfig
-    from mvrt.training.train import TrainSettings
+    from mvrt.training.settings import TrainSettings
     from mvrt.training.train import train as train_model
 
-    settings = TrainSettings(
-        arch=arch, mmtm=not no_mmtm, width=width, frontend=FrontendConfig(window_seconds=window, image_size=image_size),
-        epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed, resume=resume,
-        init=Path(init) if init else None, threads=threads, progress=progress_wanted(Args(locals())), device=device)
-    result = train_model(data_root, out, settings, cache_dir=cache)
+    settings = TrainSettings(**loop_settings(Args(locals())), weight_decay=weight_decay, resume=resume,
+                             init=Path(init) if init else None)
+    with progress_log("train"):
+        result = train_model(data_root, out, settings, cache_dir=cache)
     best = next((r for r in result.history if r.epoch == result.best_epoch), None)
     if best is not None:
         print(f"best: epoch {best.epoch}, val acc {best.val_accuracy:.3f}, val loss {best.val_loss:.4f} -> "
               f"{result.checkpoint}", file=sys.stderr)
     return EXIT_OK
+
+
+def loop_settings(args) -> dict:
+    """The settings `train` and `pretrain` share (`LoopSettings` fields), from their parsed options."""
+    from mvrt.config import FrontendConfig
+
+    return dict(arch=args.arch, mmtm=not args.no_mmtm, width=args.width,
+                frontend=FrontendConfig(window_seconds=args.window, image_size=args.image_size), epochs=args.epochs,
+                batch_size=args.batch_size, lr=args.lr, seed=args.seed, threads=args.threads, device=args.device,
+                progress=progress_wanted(args))
+
+
+class _StderrLines(logging.Handler):
+    """Each record as one line `mvrt COMMAND: message` on the current stderr; the settings a record
+    names (`extra={"setting": ...}`, as errors do) are shown as the command's flags."""
+
+    def __init__(self, name: str, flags: dict):
+        super().__init__()
+        self.prefix = f"mvrt {name}: "
+        self.flags = flags
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from mvrt._cli_flags import settings_of, with_flags
+
+        try:
+            message = with_flags(record.getMessage(), settings_of(record), self.flags)
+            sys.stderr.write(self.prefix + message + "\n")
+            sys.stderr.flush()
+        except Exception:  # noqa: BLE001 - logging's contract: a failing handler reports, never raises
+            self.handleError(record)
+
+
+@contextlib.contextmanager
+def progress_log(name: str):
+    """Inside the block, the `mvrt.training` loggers' INFO lines go to stderr as `mvrt NAME: ...`
+    (the flags are those of the click command running, if any)."""
+    import click
+
+    from mvrt._cli_flags import command_flags
+
+    context = click.get_current_context(silent=True)
+    logger = logging.getLogger("mvrt.training")
+    handler = _StderrLines(name, command_flags(context.command) if context is not None else {})
+    level, propagate = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(min(logger.getEffectiveLevel(), logging.INFO))
+    logger.propagate = False  # the root handler (`mvrt: INFO: ...` under -v) would print each line again
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
 
 
 EVALUATE_HELP = """Accuracy, macro-F1, ROC-AUC and the confusion matrix of a model on a split.

@@ -1,9 +1,10 @@
 """The `mvrt` command line. Only this module turns errors into exit codes.
 
 The commands are a typer application (`mvrt._cli_app`); `main` runs it without typer's
-standalone handling, so that every error is one line on stderr (`mvrt: error: ...`) with the
-contract's exit code: 0 ok, 1 an input failed (any `MvrtError`), 2 bad usage (click's usage
-errors and `UsageError`), 130 Ctrl-C, 143 SIGTERM.
+standalone handling, so that every error is one line on stderr (`mvrt: error: ...`, the settings
+a library error names shown as the command's flags) with the contract's exit code: 0 ok, 1 an
+input failed (any `MvrtError`), 2 bad usage (click's usage errors and `UsageError`), 130 Ctrl-C,
+143 SIGTERM.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
             return _stopped(exc)
         except MvrtError as exc:
             _quiet_broken_stdout()
-            print(f"mvrt: error: {exc}", file=sys.stderr)
+            print(f"mvrt: error: {shown_error(exc, command, argv)}", file=sys.stderr)
             return exc.exit_code
         except click.ClickException as exc:
             print(usage_line(exc, argv), file=sys.stderr)
@@ -50,6 +51,15 @@ def main(argv: list[str] | None = None) -> int:
         except SystemExit as exc:  # shell completion answers and exits
             return exc.code if isinstance(exc.code, int) else EXIT_FAILED if exc.code else EXIT_OK
     return result if isinstance(result, int) else EXIT_OK
+
+
+def shown_error(exc: MvrtError, root, argv: list[str] | None) -> str:
+    """The error's message with the settings it names shown as the flags of the command that ran
+    (`batch_size must be ...` -> `--batch-size must be ...`; see `mvrt._cli_flags`)."""
+    from mvrt._cli_flags import command_name, error_text
+
+    name = command_name(root, sys.argv[1:] if argv is None else argv)
+    return error_text(exc, root.commands[name] if name is not None else None)
 
 
 def usage_line(exc, argv: list[str] | None = None) -> str:

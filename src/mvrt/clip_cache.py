@@ -1,10 +1,12 @@
 """On-disk cache of the front-end tensors of every clip, so that epochs never decode again.
 
 Layout: `<cache>/<frontend key>/<clip fingerprint>.npz`, one window per clip (the clip's
-first window, `window_at(path, config, 0.0)` semantics). Each entry holds, exactly as the
+first window, `window_at(source, config, 0.0)`: the window inference reads first, from a
+file or from a pair of audio and video files alike). Each entry holds, exactly as the
 front-end computes them:
 
-- `frames`: uint8 (frames, size, size, 3) RGB, normalised at load time by `runtime.features.video_feeds` (as at inference);
+- `frames`: uint8 (frames, size, size, 3) RGB, normalised at load time by
+  `mvrt.runtime.network_inputs.video_feeds` (as at inference);
 - one float32 (2, n_mels, T) array per audio input, NOT normalised: the model's `audio_norm`
   is applied at load time with the same arithmetic as `mvrt.runtime.network_inputs.audio_input`.
 
@@ -51,7 +53,8 @@ __all__ = ["FRONTEND_VERSION", "CacheReport", "FeatureCache", "clip_fingerprint"
            "frontend_key", "load_batch", "load_entry"]
 
 # Bump when the front-end's output for the same parameters changes (invalidates caches).
-FRONTEND_VERSION = 1
+# 2: a pair of files shorter than a window spans the longer file (the runtime's `window_at`), not the video's.
+FRONTEND_VERSION = 2
 _MIB = 1 << 20
 _log = logging.getLogger(__name__)
 _NPY_HEADER_BYTES = 10_016  # magic, length and the header text numpy reads at most (max_header_size 10000)
@@ -119,13 +122,15 @@ class FeatureCache:
         return self.folder / f"{clip_fingerprint(clip)}.npz"
 
     def build(self, clips: Sequence[Clip], *, progress: bool = True, desc: str = "features") -> CacheReport:
-        """Compute every clip not cached yet; a clip that fails is recorded and skipped."""
+        """Compute every clip not cached yet; a clip that fails is recorded, logged (a warning) and skipped."""
         from tqdm import tqdm
+        from tqdm.contrib.logging import logging_redirect_tqdm
 
         self._prepare_folder()
         computed = cached = 0
         failed, entries = [], []
-        with tqdm(clips, desc=desc, unit="clip", file=sys.stderr, disable=not progress) as bar:
+        with tqdm(clips, desc=desc, unit="clip", file=sys.stderr, disable=not progress) as bar, \
+                logging_redirect_tqdm():  # log lines above the bar, not through it
             for clip in bar:
                 try:
                     path = self.path_for(clip)
@@ -137,7 +142,7 @@ class FeatureCache:
                 except (MvrtError, OSError) as exc:
                     message = " ".join(str(exc).split())
                     failed.append((clip, message))
-                    bar.write(f"mvrt: skipped {clip.video_path}: {message}", file=sys.stderr)
+                    _log.warning("skipped %s: %s", clip.video_path, message)
                     continue
                 entries.append((clip, path))
         return CacheReport(computed, cached, tuple(failed), tuple(entries))
@@ -227,17 +232,12 @@ def compute_clip_arrays(clip: Clip, config: ModelConfig, implementation: str = "
 
 
 def clip_window(clip: Clip, config: ModelConfig) -> Window:
-    """The clip's first window; the authors' layout takes the span from the video file."""
-    from mvrt.runtime.decode import probe
+    """The clip's first window, as inference cuts it (`window_at`): a pair of files lasts as long as the longer."""
+    from mvrt.runtime.inputs import MediaPair
     from mvrt.runtime.window_reader import window_at
 
-    if clip.audio_path == clip.video_path:
-        return window_at(clip.video_path, config, 0.0)
-    probe(clip.audio_path)  # a clear error for an unreadable audio file
-    duration = probe(clip.video_path).duration_seconds
-    window_seconds = config.frontend.window_seconds
-    span = min(window_seconds, duration) if duration > 0 else window_seconds
-    return Window(0, 0.0, window_seconds, float(span))
+    source = clip.video_path if clip.audio_path == clip.video_path else MediaPair(clip.audio_path, clip.video_path)
+    return window_at(source, config, 0.0)
 
 
 def _first(iterator, path) -> np.ndarray | dict:

@@ -11,13 +11,15 @@ class MvrtError(Exception):
 
     An error about a configuration value names the setting as the library spells it (the
     dataclass field or keyword argument, e.g. ``batch_size must be at least 1, got 0``) and
-    passes it as ``setting="batch_size"``; the CLI shows that name as its flag
-    (``--batch-size``). Library messages never name CLI flags.
+    passes it as ``setting="batch_size"`` (a tuple when it names several); the CLI shows that
+    name as its flag (``--batch-size``). Library messages never name CLI flags. A one-word
+    setting counts as the setting where it opens the message or is given a value
+    (``use backend='onnxruntime'``); elsewhere it is an ordinary word ("a CUDA device").
     """
 
     exit_code = 1
 
-    def __init__(self, *args: object, setting: str | None = None):
+    def __init__(self, *args: object, setting: str | tuple[str, ...] | None = None):
         super().__init__(*args)
         self.setting = setting
 
@@ -51,10 +53,11 @@ class BackendError(MvrtError):
 class MissingDependencyError(BackendError):
     """An optional dependency (torch, onnx, tensorrt, cuda-python, librosa) is not installed."""
 
-    def __init__(self, package: str, extra: str, purpose: str):
+    def __init__(self, package: str, extra: str, purpose: str, *, setting: str | tuple[str, ...] | None = None):
         super().__init__(
             f"{purpose} needs the '{package}' package; install it with "
-            f"`pip install 'mvrt[{extra}]'`"
+            f"`pip install 'mvrt[{extra}]'`",
+            setting=setting,
         )
         self.package = package
         self.extra = extra

@@ -50,7 +50,7 @@ _THUMBNAIL_HEIGHT_PX = 96
 def require_matplotlib() -> None:
     """Fail early (before any inference) when matplotlib is missing."""
     if importlib.util.find_spec("matplotlib") is None:
-        raise MissingDependencyError("matplotlib", "plot", "--plot")
+        raise MissingDependencyError("matplotlib", "plot", "plotting")
 
 
 def plot_format(path: str | os.PathLike) -> str:

@@ -266,6 +266,31 @@ def generate_standin(
     return StandinSummary(root, layout, seed, float(seconds), table, elapsed, tuple(clips))
 
 
+def write_labelled_clip(
+    path: str | os.PathLike,
+    label: str,
+    *,
+    seconds: float,
+    width: int = 160,
+    height: int = 120,
+    fps: int = 15,
+    sample_rate: int = 44100,
+    seed: int | np.random.SeedSequence = 0,
+    options: Mapping[str, str] | None = None,
+) -> Path:
+    """One stand-in clip of class `label`, both streams in one file (H.264 + AAC), as `generate_standin` makes them.
+
+    `options` are the video encoder's (`write_clip`'s).
+    """
+    from mvrt._synth import synth_clip
+
+    if label not in CLASSES:
+        raise UsageError(f"label must be one of {', '.join(CLASSES)}, got {label!r}", setting="label")
+    audio, frames = synth_clip(label, np.random.default_rng(seed), seconds=seconds, width=width, height=height,
+                               fps=fps, rate=sample_rate)
+    return write_clip(path, audio, sample_rate, frames, fps, options=options)
+
+
 MARKER_NAME = "mvrt-standin.json"
 
 

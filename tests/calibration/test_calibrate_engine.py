@@ -26,8 +26,9 @@ def _settings(tmp_path):
 def test_engine_requests_fail_before_calibrating(calib_data, tmp_path):
     root, model = calib_data
     out = tmp_path / "m.int8.onnx"
-    with pytest.raises(UsageError, match=r"--engine .*m\.int8\.onnx: would overwrite the INT8 model"):
+    with pytest.raises(UsageError, match=r"^engine .*m\.int8\.onnx: would overwrite the INT8 model") as caught:
         calibrate(model.onnx, root, _settings(tmp_path), out=out, engine=out, progress=False)
+    assert caught.value.setting == "engine"
     with pytest.raises(UsageError, match="TensorRT settings ask for fp16, but a calibrated graph is int8"):
         calibrate(model.onnx, root, _settings(tmp_path), out=out, engine=tmp_path / "m.plan",
                   tensorrt=TensorRTSettings(precision="fp16"), progress=False)

@@ -23,14 +23,14 @@ def test_missing_modelopt_says_how_to_install(calib_data, tmp_path, monkeypatch)
     root, model = calib_data
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "modelopt" else real(name, *a))
-    with pytest.raises(MissingDependencyError, match=r"--quantizer modelopt needs the 'nvidia-modelopt' package; "
+    with pytest.raises(MissingDependencyError, match=r"^quantizer='modelopt' needs the 'nvidia-modelopt' package; "
                                                      r"install it with `pip install 'mvrt\[modelopt\]'`"):
         calibrate(model.onnx, root, _settings(tmp_path), out=tmp_path / "m.int8.onnx", progress=False)
     assert not (tmp_path / "m.int8.onnx").exists() and not (tmp_path / "cache").exists()  # before any work
 
 
 def test_modelopt_has_no_percentile():
-    with pytest.raises(UsageError, match="--quantizer modelopt calibrates with minmax or entropy, not percentile"):
+    with pytest.raises(UsageError, match="^quantizer='modelopt' calibrates with minmax or entropy, not percentile"):
         CalibrationSettings(quantizer="modelopt", method="percentile")
     assert CalibrationSettings(quantizer="modelopt").methods == ("minmax", "entropy")
 

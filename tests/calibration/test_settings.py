@@ -15,10 +15,10 @@ def test_fast_sensitivity_with_sixteen_measured_layers_is_the_default():
 
 
 def test_bad_sensitivity_settings_are_one_line_usage_errors():
-    with pytest.raises(UsageError, match=r"^--sensitivity 'quick': choose fast \(a proxy ranks the layers, the worst "
-                                         r"--sensitivity-top are measured\) or full \(every layer measured\)$"):
+    with pytest.raises(UsageError, match=r"^sensitivity 'quick': choose fast \(a proxy ranks the layers, the worst "
+                                         r"sensitivity_top are measured\) or full \(every layer measured\)$"):
         CalibrationSettings(sensitivity="quick")
     for value in (0, -3, 2.5, True, "16"):
-        with pytest.raises(UsageError, match=rf"^--sensitivity-top must be a whole number >= 1, got {value!r}$"):
+        with pytest.raises(UsageError, match=rf"^sensitivity_top must be a whole number >= 1, got {value!r}$"):
             CalibrationSettings(sensitivity_top=value)
     assert CalibrationSettings(sensitivity_top=1).sensitivity_top == 1

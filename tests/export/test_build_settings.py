@@ -16,7 +16,7 @@ def test_parse_batch(text, expected):
 
 
 @pytest.mark.parametrize("text, message", [
-    ("8:4:2", r"--batch 8:4:2: must satisfy 1 <= MIN <= OPT <= MAX"),
+    ("8:4:2", r"^batch 8:4:2: must satisfy 1 <= MIN <= OPT <= MAX"),
     ("0:1:2", r"1 <= MIN"),
     ("0", r"1 <= MIN"),
     ("1:2", r"expected MIN:OPT:MAX or a single N"),
@@ -34,12 +34,12 @@ def test_settings_are_frozen_and_validated(tmp_path):
     with pytest.raises(dataclasses.FrozenInstanceError):
         s.batch_max = 3
     cases = [
-        (dict(workspace_gib=0), r"--workspace-gib must be positive"),
-        (dict(dla_core=-1, precision="fp16", batch_min=4, batch_opt=4, batch_max=4), r"--dla-core must be a core index"),
+        (dict(workspace_gib=0), r"^workspace_gib must be positive"),
+        (dict(dla_core=-1, precision="fp16", batch_min=4, batch_opt=4, batch_max=4), r"^dla_core must be a core index"),
         (dict(dla_core=0), r"DLA runs fp16 or int8 graphs only"),
-        (dict(dla_core=0, precision="fp16"), r"DLA needs a fixed batch .* got --batch 1:4:8"),
+        (dict(dla_core=0, precision="fp16"), r"DLA needs a fixed batch .* got batch='1:4:8'"),
         (dict(precision="bf16"), r"unknown precision 'bf16'"),
-        (dict(batch_opt=9), r"--batch 1:9:8 must satisfy"),
+        (dict(batch_opt=9), r"^batch 1:9:8 \(batch_min:batch_opt:batch_max\) must satisfy"),
         (dict(timing_cache=tmp_path), r"is a folder"),
         (dict(exclude_lean_runtime=True), r"only applies to version-compatible plans"),
     ]

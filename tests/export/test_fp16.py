@@ -82,6 +82,7 @@ def test_onnxruntime_cpu_parity_with_torch(tiny_models, converted, arch, batch):
     assert report.tolerance == FP16_TOLERANCE and report.batch == batch
     assert report.passed, report.summary()
     assert report.max_abs_diff > 0  # really computed in reduced precision
+    assert report.real_windows == 1 and report.real.passed and report.real.max_abs_diff > 0  # a generated clip's
 
 
 def test_parity_check_catches_a_broken_conversion(tiny_models, converted, tmp_path):
@@ -97,6 +98,7 @@ def test_parity_check_catches_a_broken_conversion(tiny_models, converted, tmp_pa
     report = onnx_parity(path, tiny_models["slowfast"].checkpoint, "fp16", batch=3)
     print(report.summary())
     assert not report.passed and report.relative_diff > 5 * FP16_TOLERANCE.max_relative
+    assert not report.real.passed and report.real.relative_diff > 5 * FP16_TOLERANCE.max_relative
     with pytest.raises(ModelError, match=r"broken\.onnx: parity fp16 .*FAILED"):
         report.raise_if_failed(str(path))
 

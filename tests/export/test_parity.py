@@ -1,4 +1,4 @@
-"""Parity report: the check batch, the comparison rules, and ORT-vs-torch on exported models."""
+"""Parity report: the check batch, the real windows, the comparison rules, and ORT-vs-torch on exported models."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 from onnx import numpy_helper
 
 from mvrt.errors import ModelError
-from mvrt.export.parity import (FP32_TOLERANCE, ParityTolerance, check_batch, compare_logits, onnx_parity,
-                                onnxruntime_logits, torch_logits)
+from mvrt.export.parity import (FP32_TOLERANCE, ParityTolerance, check_batch, compare_logits, media_batch, onnx_parity,
+                                onnxruntime_logits, torch_logits, write_media_clip)
 
 
 def test_check_batch_is_seeded_and_shaped_per_config(tiny_models):
@@ -32,6 +32,11 @@ def test_fp32_onnx_matches_torch(tiny_models, arch):
     assert report.passed and report.tolerance == FP32_TOLERANCE
     assert report.relative_diff <= 1e-5 and report.top1_agreement == 1.0 and report.logit_scale > 0
     assert "parity fp32 vs torch fp32 on 3 random samples" in report.summary() and report.summary().endswith("ok")
+    real = report.real  # the window of a generated clip one model window long
+    assert report.real_windows == 1 and real.batch == 1 and real.passed and real.tolerance == FP32_TOLERANCE
+    assert real.relative_diff <= 1e-5 and real.top1_agreement == 1.0 and real.logit_scale > 0
+    assert "samples: max |Δlogits|" in report.summary() and "; on 1 real window (generated clip): max |Δlogits|" \
+        in report.summary()
 
 
 def test_a_flipped_head_changes_the_label_and_fails(tiny_models, tmp_path):
@@ -45,6 +50,7 @@ def test_a_flipped_head_changes_the_label_and_fails(tiny_models, tmp_path):
     onnx.save(proto, str(path))
     report = onnx_parity(path, tiny.checkpoint, "fp32")
     assert not report.passed and report.top1_agreement < 0.5 and report.relative_diff > 1
+    assert not report.real.passed and report.real.relative_diff > 1
     assert report.summary().endswith("FAILED")
 
 
@@ -74,3 +80,63 @@ def test_comparison_rules_ties_offsets_and_non_finite(tiny_models):
 def test_reference_must_be_the_exported_model(tiny_models):
     with pytest.raises(ModelError, match=r"tiny-musicvideo\.safetensors: checkpoint config differs"):
         onnx_parity(tiny_models["slowfast"].onnx, tiny_models["musicvideo"].checkpoint, "fp32")
+
+
+def _clip_input(proto: onnx.ModelProto, name: str, bound: float) -> None:
+    """Clip graph input `name` to [-bound, bound] before any node reads it."""
+    clipped = f"{name}_clipped"
+    for node in proto.graph.node:
+        node.input[:] = [clipped if x == name else x for x in node.input]
+    limits = [numpy_helper.from_array(np.array(v, np.float32), f"{name}_{side}")
+              for v, side in ((-bound, "min"), (bound, "max"))]
+    proto.graph.initializer.extend(limits)
+    proto.graph.node.insert(0, onnx.helper.make_node("Clip", [name, limits[0].name, limits[1].name], [clipped]))
+
+
+def test_real_windows_catch_what_random_samples_miss(tiny_models, tmp_path):
+    """A graph that clips its audio input to [-6, 6]: N(0, 1) samples never reach that, real log-mels do."""
+    tiny = tiny_models["slowfast"]
+    proto = onnx.load(str(tiny.onnx))
+    _clip_input(proto, "audio_fast", 6.0)
+    path = tmp_path / "clipped.onnx"
+    onnx.save(proto, str(path))
+    assert np.abs(media_batch(tiny.config)["audio_fast"]).max() > 20  # not normalised: log-mels in dB
+    alone = onnx_parity(path, tiny.checkpoint, "fp32", batch=2, real_windows=False)
+    assert alone.passed and alone.real is None and "real window" not in alone.summary()
+    report = onnx_parity(path, tiny.checkpoint, "fp32", batch=2)
+    assert report.relative_diff <= 1e-5 and not report.real.passed and not report.passed
+    assert report.summary().endswith("FAILED")
+    with pytest.raises(ModelError, match=r"clipped\.onnx: parity fp32 vs torch fp32 on 2 random samples: .*; on 1 "
+                                         r"real window \(generated clip\): .*FAILED; the conversion is not trustworthy"):
+        report.raise_if_failed(str(path))
+
+
+@pytest.mark.parametrize("arch", ["slowfast", "musicvideo"])
+def test_real_windows_are_what_inference_reads(tiny_models, tmp_path, arch):
+    """The same seed gives the same windows; they are the front-end of the windows `run_pipeline` infers."""
+    from mvrt.runtime.decode import iter_window_audio, iter_window_frames
+    from mvrt.runtime.engines import open_engine
+    from mvrt.runtime.network_inputs import window_features
+    from mvrt.runtime.pipeline import PipelineConfig, run_pipeline
+    from mvrt.runtime.results import WindowResult
+    from mvrt.runtime.window_reader import file_windows
+
+    tiny = tiny_models[arch]
+    config, seed = tiny.config, 2
+    feeds = media_batch(config, seed)
+    assert {k: v.shape for k, v in feeds.items()} == {k: (1, *s) for k, s in config.input_shapes().items()}
+    assert all(np.array_equal(v, media_batch(config, seed)[k]) for k, v in feeds.items())  # reproducible
+    assert not np.array_equal(feeds[config.input_names[0]], media_batch(config, seed + 1)[config.input_names[0]])
+    clip = write_media_clip(tmp_path / "clip.mp4", config, seed)
+    windows = file_windows(clip, config)
+    assert [(w.start_seconds, w.span_seconds) for w in windows] == [(0.0, config.frontend.window_seconds)]
+    fe, rates = config.frontend, sorted(set(config.audio_inputs.values()))
+    decoded = list(zip(iter_window_audio(clip, windows, rates, fe.window_seconds),  # a pass for each stream
+                       iter_window_frames(clip, windows, frames=fe.frames, size=fe.image_size)))
+    assert len(decoded) == 1
+    for i, (audio, frames) in enumerate(decoded):
+        for name, value in window_features(audio, frames, config).items():
+            np.testing.assert_array_equal(feeds[name][i], value, err_msg=f"window {i} {name}")
+    with open_engine(tiny.onnx) as engine:
+        results = [e for e in run_pipeline(engine, [clip], PipelineConfig()) if isinstance(e, WindowResult)]
+    np.testing.assert_allclose(np.stack([r.logits for r in results]), onnxruntime_logits(tiny.onnx, feeds), atol=1e-5)

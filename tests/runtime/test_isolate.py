@@ -100,7 +100,7 @@ def test_a_bad_hop_is_a_usage_error_in_the_worker_too(tiny_models, clip_10s):
         (done,) = source.file_events(str(clip_10s))
     finally:
         source.close()
-    assert type(done.error) is UsageError and "--hop must be positive" in str(done.error)
+    assert type(done.error) is UsageError and "hop_seconds must be positive" in str(done.error)
 
 
 def test_closing_the_pipeline_ends_the_worker(tiny_models, clip_40s):

@@ -133,7 +133,7 @@ def test_port_in_use_is_a_usage_error():
         blocker.bind(("127.0.0.1", 0))
         blocker.listen(1)
         port = blocker.getsockname()[1]
-        with pytest.raises(UsageError, match=rf"^--metrics-port {port}: cannot listen on "
+        with pytest.raises(UsageError, match=rf"^port {port}: cannot listen on "
                                              rf"127\.0\.0\.1:{port} \(address in use\)$"):
             Metrics().serve(port)
 
@@ -154,7 +154,7 @@ def test_close_frees_the_port_for_a_second_server():
 
 @pytest.mark.parametrize("port", [-1, 65536, "9100", True])
 def test_invalid_port_is_a_usage_error(port):
-    with pytest.raises(UsageError, match="^--metrics-port .*: must be an integer 0..65535$"):
+    with pytest.raises(UsageError, match="^port .*: must be an integer 0..65535$"):
         Metrics().serve(port)
 
 
@@ -167,7 +167,7 @@ def test_missing_package_message(monkeypatch):
     monkeypatch.setitem(sys.modules, "prometheus_client", None)
     with pytest.raises(UsageError) as info:
         Metrics()
-    assert str(info.value) == "--metrics-port needs prometheus-client: pip install 'mvrt[metrics]'"
+    assert str(info.value) == "Prometheus metrics need prometheus-client: pip install 'mvrt[metrics]'"
 
 
 def test_module_imports_without_prometheus_client(monkeypatch):
@@ -178,6 +178,6 @@ def test_module_imports_without_prometheus_client(monkeypatch):
 
     monkeypatch.setitem(sys.modules, "prometheus_client", None)
     monkeypatch.delitem(sys.modules, "mvrt.runtime.live_metrics")
-    monkeypatch.setattr(mvrt.runtime, "metrics", original)  # restored after the re-import
+    monkeypatch.setattr(mvrt.runtime, "live_metrics", original)  # restored after the re-import
     module = importlib.import_module("mvrt.runtime.live_metrics")
     assert module.LATENCY_BUCKETS_SECONDS[0] == 0.01

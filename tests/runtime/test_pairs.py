@@ -29,6 +29,9 @@ pytest.importorskip("torch")  # the tiny models are exported from PyTorch
 sf = pytest.importorskip("soundfile")
 
 RATE, FPS, SECONDS = 22050, 10, 10.0
+# libx264's macroblock tree encodes the same frames differently from run to run (measured); the
+# muxed file and the video file must hold the same H.264 stream, so it is off here.
+SAME_H264 = {"x264-params": "mbtree=0"}
 
 
 @pytest.fixture(scope="module")
@@ -38,11 +41,11 @@ def clips(tmp_path_factory) -> dict[str, Path]:
     audio = chirp(SECONDS, RATE, channels=2)  # (2, n) float32
     frames = index_frames(int(SECONDS * FPS), 64, 96)  # (T, H, W, 3), every frame distinct
     files = {
-        "muxed": write_clip(folder / "muxed.mp4", audio, RATE, frames, FPS),
-        "video": write_clip(folder / "video.mp4", None, RATE, frames, FPS),
+        "muxed": write_clip(folder / "muxed.mp4", audio, RATE, frames, FPS, options=SAME_H264),
+        "video": write_clip(folder / "video.mp4", None, RATE, frames, FPS, options=SAME_H264),
         "m4a": write_clip(folder / "audio.m4a", audio, RATE, None, FPS),
-        "short_video": write_clip(folder / "short.mp4", None, RATE, frames[: int(8.5 * FPS)], FPS),
-        "short_muxed": write_clip(folder / "short_muxed.mp4", audio, RATE, frames[: int(8.5 * FPS)], FPS),
+        "short_video": write_clip(folder / "short.mp4", None, RATE, frames[: int(8.5 * FPS)], FPS, options=SAME_H264),
+        "short_muxed": write_clip(folder / "short_muxed.mp4", audio, RATE, frames[: int(8.5 * FPS)], FPS, options=SAME_H264),
     }
     sf.write(folder / "audio.wav", audio.T, RATE, subtype="FLOAT")  # soundfile: (n, channels)
     files["wav"] = folder / "audio.wav"

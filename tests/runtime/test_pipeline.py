@@ -77,7 +77,7 @@ def test_a_bad_file_is_reported_and_the_others_complete(tiny_models, clip_10s, t
 
 def test_a_window_the_model_was_not_built_for_is_refused(tiny_models, clip_10s):
     with open_engine(tiny_models["slowfast"].onnx) as engine:
-        with pytest.raises(UsageError, match="--window 30 does not match the model's 4 s"):
+        with pytest.raises(UsageError, match="^window_seconds 30 does not match the model's 4 s"):
             _events(engine, [clip_10s], window_seconds=30.0)
 
 

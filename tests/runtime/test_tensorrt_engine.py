@@ -235,7 +235,7 @@ def test_lean_runtime_alone_refuses_plain_plans(unbuilt_plan):
     if importlib.util.find_spec("tensorrt") is not None or importlib.util.find_spec("tensorrt_lean") is None:
         pytest.skip("needs tensorrt_lean without the full tensorrt")
     with pytest.raises(MissingDependencyError, match=r"tiny\.plan, which is not version-compatible \(the installed "
-                       r"tensorrt_lean runs only plans built with --version-compatible\), needs the 'tensorrt' package"):
+                       r"tensorrt_lean runs only version-compatible plans\), needs the 'tensorrt' package"):
         open_engine(unbuilt_plan).load()
 
 

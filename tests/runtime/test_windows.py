@@ -44,7 +44,7 @@ def test_slow_indices_follow_pyslowfast():
     np.testing.assert_array_equal(slow_indices(64, 8), [0, 9, 18, 27, 36, 45, 54, 63])
 
 
-@pytest.mark.parametrize("window, hop, match", [(0.0, None, "--window"), (30.0, -1.0, "--hop")])
+@pytest.mark.parametrize("window, hop, match", [(0.0, None, "^window_seconds"), (30.0, -1.0, "^hop_seconds")])
 def test_bad_window_or_hop_is_a_usage_error(window, hop, match):
     with pytest.raises(UsageError, match=match):
         plan_windows(100.0, window, hop)

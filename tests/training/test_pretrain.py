@@ -13,7 +13,6 @@ from mvrt.config import FrontendConfig, ModelConfig  # noqa: E402
 from mvrt.errors import UsageError  # noqa: E402
 from mvrt.models import build_model, seed_everything  # noqa: E402
 from mvrt.models.autoencoder import AutoEncoder, reconstruction_loss  # noqa: E402
-from mvrt.standin import generate_standin  # noqa: E402
 from mvrt.training.pretrain import PretrainSettings, find_unlabelled_clips, pretrain  # noqa: E402
 from mvrt.training.train import TrainSettings, load_matching_weights, train  # noqa: E402
 
@@ -79,11 +78,8 @@ def test_reconstruction_loss_decreases_on_a_fixed_batch(arch):
 
 
 @pytest.fixture(scope="module")
-def standin(tmp_path_factory):
-    root = tmp_path_factory.mktemp("unlabelled")
-    generate_standin(root, clips_per_class={"train": 1, "validation": 1}, splits=("train", "validation"),
-                     seconds=1.5, width=64, height=48, progress=False)
-    return root, tmp_path_factory.mktemp("cache")
+def standin(standin_factory):
+    return standin_factory("unlabelled", train=1, validation=1)
 
 
 def test_finds_clips_in_any_layout_and_pairs_authors_folders(tmp_path):
@@ -146,6 +142,9 @@ def test_cli_pretrain_and_usage_errors(standin, tmp_path, capsys):
                  "--image-size", "32", "--batch-size", "12", "--cache", str(cache), "--out", str(out), "-q"])
     assert code == 0 and out.is_file()
     assert read_checkpoint_config(out).arch == "musicvideo"
-    assert "final reconstruction loss" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "final reconstruction loss" in err
+    assert "mvrt pretrain: unlabelled: " in err and "mvrt pretrain: epoch 1/1: reconstruction loss " in err
+    assert f"mvrt pretrain: encoder -> {out}" in err
     assert main(["pretrain", str(tmp_path / "missing"), "--out", str(out), "-q"]) == 2
     assert "no such clips folder" in capsys.readouterr().err

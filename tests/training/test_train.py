@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 
@@ -13,8 +15,7 @@ from mvrt.config import FrontendConfig  # noqa: E402
 from mvrt.data import discover  # noqa: E402
 from mvrt.evaluation.evaluate import evaluate  # noqa: E402
 from mvrt.clip_cache import FeatureCache, load_entry  # noqa: E402
-from mvrt.standin import generate_standin  # noqa: E402
-from mvrt.training.train import TrainSettings, last_state_path, train  # noqa: E402
+from mvrt.training.train import EpochRecord, TrainSettings, _Best, last_state_path, train  # noqa: E402
 
 EPOCHS = 6
 
@@ -26,11 +27,8 @@ def _settings(**changes) -> TrainSettings:
 
 
 @pytest.fixture(scope="module")
-def standin(tmp_path_factory):
-    root = tmp_path_factory.mktemp("standin")
-    generate_standin(root, clips_per_class={"train": 4, "validation": 2}, splits=("train", "validation"),
-                     seconds=1.5, width=64, height=48, progress=False)
-    return root, tmp_path_factory.mktemp("cache")
+def standin(standin_factory):
+    return standin_factory("standin", train=4, validation=2)
 
 
 def _train_accuracy(checkpoint, root, cache) -> float:
@@ -70,9 +68,14 @@ def test_learns_with_mmtm_and_resume_matches_an_uninterrupted_run(standin, tmp_p
     assert restarted.resumed_from_epoch == 0 and len(restarted.history) == 1
 
 
-def test_learns_without_mmtm_and_stores_train_audio_statistics(standin, tmp_path):
+def test_learns_without_mmtm_and_stores_train_audio_statistics(standin, tmp_path, caplog, capsys):
     root, cache = standin
+    caplog.set_level(logging.INFO, logger="mvrt.training")
     result = train(root, tmp_path / "c.safetensors", _settings(mmtm=False), cache_dir=cache)
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("mvrt.training") and r.levelno == logging.INFO]
+    assert lines[0].startswith("train: ") and lines[1].startswith("validation: ")
+    assert f"epoch {EPOCHS}/{EPOCHS}: train loss" in lines[-1]
+    assert "mvrt train" not in capsys.readouterr().err  # progress is logged, not printed
     assert result.history[-1].train_loss < 0.85 * result.history[0].train_loss
     accuracy = _train_accuracy(result.checkpoint, root, cache)
     assert accuracy >= 0.75, f"train accuracy {accuracy:.3f} (chance 0.167)"
@@ -109,3 +112,13 @@ def test_trained_on_names_the_stand_in(tmp_path):
     assert train_module.trained_on(tmp_path) == str(tmp_path.resolve())
     (tmp_path / train_module.STANDIN_MARKERS[0]).write_text("{}")
     assert train_module.trained_on(tmp_path) == f"stand-in data (generated, not MVED): {tmp_path.resolve().name}"
+
+
+def test_the_best_epoch_is_the_most_accurate_then_the_lowest_loss():
+    def record(accuracy: float, loss: float) -> EpochRecord:
+        return EpochRecord(epoch=2, train_loss=1.0, train_accuracy=0.5, val_loss=loss, val_accuracy=accuracy, lr=1e-3)
+
+    assert _Best().beaten_by(record(0.0, 1e9))  # any first epoch is the best so far
+    best = _Best(accuracy=0.5, loss=0.8, epoch=1)
+    assert best.beaten_by(record(0.6, 2.0)) and best.beaten_by(record(0.5, 0.7))
+    assert not best.beaten_by(record(0.5, 0.8)) and not best.beaten_by(record(0.4, 0.1))

@@ -34,10 +34,12 @@ def test_a_cuda_trained_checkpoint_scores_the_same_on_cpu(tmp_path):
 
 def test_cuda_without_a_gpu_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with pytest.raises(UsageError, match="torch sees no CUDA device; train with --device cpu"):
+    with pytest.raises(UsageError, match="^device cuda: torch sees no CUDA device; train with device='cpu'$") as caught:
         train(tmp_path, tmp_path / "m.safetensors", _settings("cuda"))
+    assert caught.value.setting == "device"
 
 
 def test_an_unknown_device_is_refused(tmp_path):
-    with pytest.raises(UsageError, match="--device must be cpu or cuda"):
+    with pytest.raises(UsageError, match=r"^device must be cpu or cuda\[:N\], got 'tpu'") as caught:
         train(tmp_path, tmp_path / "m.safetensors", _settings("tpu"))
+    assert caught.value.setting == "device"

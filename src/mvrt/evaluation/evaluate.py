@@ -47,7 +47,7 @@ def evaluate(model_path: str | os.PathLike, data_root: str | os.PathLike, *, spl
     from mvrt.runtime.engines import open_engine
 
     if batch_size < 1:
-        raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
+        raise UsageError(f"batch_size must be at least 1, got {batch_size}", setting="batch_size")
     root = Path(data_root)
     clips = discover(root, split)
     with open_engine(model_path, backend=backend, **engine_options) as engine:
@@ -88,7 +88,7 @@ def _write_outputs(result: Evaluation, out_dir: Path, trained_on: str) -> Evalua
         metrics_path = out_dir / "metrics.json"
         metrics_path.write_text(json.dumps({**result.to_dict(), "trained_on": trained_on}, indent=2) + "\n")
     except OSError as exc:
-        raise UsageError(f"--out-dir {out_dir}: cannot write: {exc.strerror}") from None
+        raise UsageError(f"out_dir {out_dir}: cannot write: {exc.strerror}", setting="out_dir") from None
     note = f"{result.model.name} ({result.backend}), {result.split} split; trained on: {trained_on or 'unknown'}"
     written = (metrics_path,
                plot_confusion(result.metrics, out_dir / "confusion.png", note),

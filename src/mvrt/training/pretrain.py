@@ -8,48 +8,25 @@ initialisation), so `mvrt train --init <out>` starts from it via `load_matching_
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
-from mvrt.config import FrontendConfig, ModelConfig
+from mvrt.config import ModelConfig
 from mvrt.data import MEDIA_EXTENSIONS, Clip, media_files
 from mvrt.errors import UsageError
-from mvrt.training.train import (
-    audio_norm_stats,
-    batches,
-    check_optimisation,
-    require_torch,
-    set_cosine_lr,
-    torch_threads,
-)
+from mvrt.training.loop import adamw, batches, epoch_start, require_torch, start_run, torch_threads
+from mvrt.training.settings import PretrainSettings
 
 if TYPE_CHECKING:
     import torch
 
 __all__ = ["PretrainResult", "PretrainSettings", "encoder_classifier", "find_unlabelled_clips", "pretrain"]
 
-
-@dataclass(frozen=True)
-class PretrainSettings:
-    """Everything `pretrain` needs besides the clips folder and the output path."""
-
-    arch: str = "slowfast"
-    mmtm: bool = True
-    width: float = 1.0
-    frontend: FrontendConfig = field(default_factory=FrontendConfig)
-    epochs: int = 10
-    batch_size: int = 8
-    lr: float = 1e-3
-    weight_decay: float = 1e-2
-    seed: int = 0
-    threads: int | None = None
-    progress: bool = True
-    device: str = "cpu"  # "cpu" or "cuda[:N]"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -100,44 +77,33 @@ def _sibling(path: Path, own: str, other: str) -> Path | None:
 def pretrain(clips_dir: str | os.PathLike, out: str | os.PathLike, settings: PretrainSettings,
              cache_dir: str | os.PathLike | None = None) -> PretrainResult:
     """Pretrain the autoencoder on every clip under `clips_dir`; write the encoder to `out`."""
-    from mvrt.clip_cache import FeatureCache
-
-    require_torch()
-    check_optimisation(settings, "pretrain")
-    root, out = Path(clips_dir), Path(out)
-    base = ModelConfig(arch=settings.arch, width=settings.width, mmtm=settings.mmtm, frontend=settings.frontend)
-    cache = FeatureCache(cache_dir if cache_dir is not None else root / ".mvrt-cache", base)
-    report = cache.build(find_unlabelled_clips(root), progress=settings.progress, desc="features unlabelled")
-    _say(f"clips: {report.summary()}")
+    start = start_run(settings, clips_dir, out, cache_dir, command="pretrain")
+    report = start.features(find_unlabelled_clips(start.root), "unlabelled")
     paths = [path for _, path in report.entries]
-    if not paths:
-        raise UsageError(f"{root}: no usable clips (all failed to decode)")
-    config = base.replace(audio_norm=audio_norm_stats(paths, base),
-                          trained_on=f"autoencoder pretraining (unlabelled): {root.resolve().name}")
+    config = start.final_config(paths, f"autoencoder pretraining (unlabelled): {start.root.resolve().name}")
     with torch_threads(settings.threads):
-        losses = _fit(config, settings, paths, out)
-    return PretrainResult(out, config, losses, len(paths), report.failed_count)
+        losses = _fit(config, settings, paths, start.out)
+    return PretrainResult(start.out, config, losses, len(paths), report.failed_count)
 
 
 def _fit(config: ModelConfig, settings: PretrainSettings, paths: list[Path], out: Path) -> tuple[float, ...]:
-    torch = require_torch()
+    """Every epoch over `paths`, then the encoder to `out`; the mean reconstruction loss of each epoch."""
     from mvrt.checkpoint import save_checkpoint
     from mvrt.models import count_parameters, seed_everything
     from mvrt.models.autoencoder import AutoEncoder
 
     seed_everything(settings.seed)
     model = AutoEncoder(config).to(settings.device)
-    _say(f"{config.arch} autoencoder (width {config.width:g}): {count_parameters(model):,} parameters, "
-         f"{len(paths)} clips, auxiliary outputs {model.auxiliary_counts()}")
-    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    log.info("%s autoencoder (width %g): %s parameters, %d clips, auxiliary outputs %s", config.arch, config.width,
+             f"{count_parameters(model):,}", len(paths), model.auxiliary_counts())
+    optimizer = adamw(model, settings)
     losses = []
     for epoch in range(1, settings.epochs + 1):
-        lr = set_cosine_lr(optimizer, settings.lr, epoch, settings.epochs)
-        order = np.random.default_rng([settings.seed, epoch]).permutation(len(paths))
+        lr, order = epoch_start(optimizer, settings, epoch, len(paths))
         losses.append(_run_epoch(model, optimizer, [paths[i] for i in order], settings, epoch))
-        _say(f"epoch {epoch}/{settings.epochs}: reconstruction loss {losses[-1]:.4f}, lr {lr:.2e}")
+        log.info("epoch %d/%d: reconstruction loss %.4f, lr %.2e", epoch, settings.epochs, losses[-1], lr)
     save_checkpoint(encoder_classifier(model), config, out)
-    _say(f"encoder -> {out}")
+    log.info("encoder -> %s", out)
     return tuple(losses)
 
 
@@ -172,7 +138,3 @@ def encoder_classifier(model: "torch.nn.Module") -> "torch.nn.Module":
     classifier.load_state_dict({k: v.detach().cpu() for k, v in encoder.items()}, strict=False)
     return classifier
 
-
-
-def _say(message: str) -> None:
-    print(f"mvrt pretrain: {message}", file=sys.stderr)
