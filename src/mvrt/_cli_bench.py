@@ -6,10 +6,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from mvrt._cli_engine_options import (
-    Backend, CudaGraphs, Device, Precision, Threads, TrustPlanCode, engine_options, run_precision,
-)
-from mvrt._cli_types import NON_NEGATIVE_INT, POSITIVE_INT, Args, choice, int_list
+from mvrt._cli_engine_options import engine_group, engine_options, run_precision
+from mvrt._cli_types import NON_NEGATIVE_INT, POSITIVE_INT, Args, choice, int_list, with_options
 
 DEFAULT_BATCH_SIZES = [1, 8]
 
@@ -33,6 +31,7 @@ Exit status: 0 measured, 1 the model failed, 2 bad usage.
 """
 
 
+@with_options(engine_group)
 def bench(
     model: Annotated[str, typer.Option("--model", metavar="FILE", show_default=False,
                                        help="model to time: .onnx, .safetensors or .plan")],
@@ -45,12 +44,7 @@ def bench(
                                             help="timed calls per batch size")] = 20,
     format: Annotated[str, typer.Option("--format", click_type=choice("table", "json"),
                                         help="table for people, json (settings and rows) for programs")] = "table",
-    backend: Backend = "auto",
-    device: Device = None,
-    precision: Precision = None,
-    cuda_graphs: CudaGraphs = False,
-    threads: Threads = None,
-    trust_plan_code: TrustPlanCode = False,
+    **shared,
 ) -> int:
     return run_bench(Args(locals()))
 

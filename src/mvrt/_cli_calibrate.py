@@ -6,9 +6,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from mvrt._cli_export import Batch, DlaCore, Engine, TimingCache, VersionCompatible, WorkspaceGib, tensorrt_settings
+from mvrt._cli_export import tensorrt_group, tensorrt_settings
 from mvrt._cli_output import Progress, Quiet, progress_wanted
-from mvrt._cli_types import NON_NEGATIVE_INT, POSITIVE_INT, Args, choice
+from mvrt._cli_types import NON_NEGATIVE_INT, POSITIVE_INT, Args, choice, with_options
 
 EXIT_OK = 0
 REPORT_PANEL = "What the report measures"
@@ -39,6 +39,7 @@ Exit status: 0 written, 1 a model, clip or build failed, 2 bad usage.
 """
 
 
+@with_options(tensorrt_group)
 def calibrate(
     model: Annotated[str, typer.Argument(metavar="MODEL.onnx", show_default=False,
                                          help="FP32 ONNX model from `mvrt export`")],
@@ -84,14 +85,9 @@ def calibrate(
                                                  help="feature cache")] = None,
     format: Annotated[str, typer.Option("--format", click_type=choice("table", "json"),
                                         help="the report on stdout")] = "table",
-    engine: Engine = None,
-    batch: Batch = None,
-    workspace_gib: WorkspaceGib = None,
-    timing_cache: TimingCache = None,
-    version_compatible: VersionCompatible = False,
-    dla_core: DlaCore = None,
     progress: Progress = None,
     quiet: Quiet = False,
+    **shared,
 ) -> int:
     return run_calibrate(Args(locals()))
 

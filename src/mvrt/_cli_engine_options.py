@@ -37,6 +37,17 @@ TrustPlanCode = Annotated[bool, typer.Option(
     "give it only for plans from a source you trust")]
 
 
+def engine_group(
+    backend: Backend = "auto",
+    device: Device = None,
+    precision: Precision = None,
+    cuda_graphs: CudaGraphs = False,
+    threads: Threads = None,
+    trust_plan_code: TrustPlanCode = False,
+) -> None:
+    """The engine options infer, bench and evaluate share (`with_options(engine_group)`)."""
+
+
 def resolve_backend(model: str, backend: str) -> str:
     if backend != "auto":
         return backend

@@ -5,7 +5,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from mvrt._cli_types import Args
+from mvrt._cli_types import Args, with_options
 from mvrt.errors import UsageError
 
 EXIT_OK = 0
@@ -31,6 +31,17 @@ DlaCore = Annotated[Optional[int], typer.Option(
     help="build for DLA core N (Jetson; fp16 or int8 graphs)")]
 
 
+def tensorrt_group(
+    engine: Engine = None,
+    batch: Batch = None,
+    workspace_gib: WorkspaceGib = None,
+    timing_cache: TimingCache = None,
+    version_compatible: VersionCompatible = False,
+    dla_core: DlaCore = None,
+) -> None:
+    """The TensorRT build options export and calibrate share (`with_options(tensorrt_group)`)."""
+
+
 EXPORT_HELP = """Export a checkpoint to checked ONNX (fp32/fp16), and optionally a TensorRT plan.
 
 A single-file ONNX model (opset >= 18, dynamic batch, config and checkpoint sha256 in its metadata),
@@ -52,6 +63,7 @@ Exit status: 0 written, 1 a check or the build failed, 2 bad usage.
 """
 
 
+@with_options(tensorrt_group)
 def export(
     checkpoint: Annotated[str, typer.Argument(metavar="CHECKPOINT", show_default=False,
                                               help="trained model (.safetensors)")],
@@ -63,12 +75,7 @@ def export(
     parity_batch: Annotated[int, typer.Option("--parity-batch", metavar="N",
                                               help="samples in the parity check")] = 8,
     seed: Annotated[int, typer.Option("--seed", help="seed of the parity batch")] = 0,
-    engine: Engine = None,
-    batch: Batch = None,
-    workspace_gib: WorkspaceGib = None,
-    timing_cache: TimingCache = None,
-    version_compatible: VersionCompatible = False,
-    dla_core: DlaCore = None,
+    **shared,
 ) -> int:
     return run_export(Args(locals()))
 

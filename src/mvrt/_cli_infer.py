@@ -6,9 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from mvrt._cli_engine_options import (
-    Backend, CudaGraphs, Device, Precision, Threads, TrustPlanCode, engine_options, run_precision,
-)
+from mvrt._cli_engine_options import engine_group, engine_options, run_precision
 from mvrt._cli_live import (
     LIVE_EXAMPLES,
     Duration,
@@ -25,7 +23,7 @@ from mvrt._cli_live import (
     start_metrics,
 )
 from mvrt._cli_output import OUTPUT_PANEL, LineWriter, Progress, Quiet, check_writable, progress_wanted, write_document
-from mvrt._cli_types import POSITIVE_FLOAT, POSITIVE_INT, TIMEOUT_SECONDS, Args, choice
+from mvrt._cli_types import POSITIVE_FLOAT, POSITIVE_INT, TIMEOUT_SECONDS, Args, choice, with_options
 from mvrt.config import DEFAULT_READ_TIMEOUT_SECONDS
 from mvrt.errors import UsageError
 
@@ -58,6 +56,7 @@ Exit status: 0 all inputs done, 1 an input failed, 2 bad usage, 130 Ctrl-C, 143 
 """
 
 
+@with_options(engine_group)
 def infer(
     videos: Annotated[Optional[list[str]], typer.Argument(
         metavar="VIDEO...", show_default=False,
@@ -106,12 +105,6 @@ def infer(
     plot_sigmoids: Annotated[bool, typer.Option(
         "--plot-sigmoids", rich_help_panel=OUTPUT_PANEL, show_default=False,
         help="plot the per-class sigmoid curves instead of softmax (needs --plot)")] = False,
-    backend: Backend = "auto",
-    device: Device = None,
-    precision: Precision = None,
-    cuda_graphs: CudaGraphs = False,
-    threads: Threads = None,
-    trust_plan_code: TrustPlanCode = False,
     input_format: InputFormat = None,
     input_option: InputOption = None,
     live: Live = False,
@@ -122,6 +115,7 @@ def infer(
     metrics_port: MetricsPort = None,
     progress: Progress = None,
     quiet: Quiet = False,
+    **shared,
 ) -> int:
     return run_infer(Args(locals()))
 

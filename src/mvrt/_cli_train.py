@@ -8,9 +8,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from mvrt._cli_engine_options import Backend, CudaGraphs, Device, Precision, Threads, TrustPlanCode, engine_options
+from mvrt._cli_engine_options import engine_group, engine_options
 from mvrt._cli_output import Progress, Quiet, progress_wanted
-from mvrt._cli_types import POSITIVE_FLOAT, POSITIVE_INT, Args, choice
+from mvrt._cli_types import POSITIVE_FLOAT, POSITIVE_INT, Args, choice, with_options
 
 EXIT_OK = 0
 NETWORK_PANEL = "Network and schedule"
@@ -171,6 +171,7 @@ Exit status: 0 evaluated, 1 failed, 2 bad usage.
 """
 
 
+@with_options(engine_group)
 def evaluate(
     model: Annotated[str, typer.Argument(metavar="MODEL", show_default=False,
                                          help="checkpoint (.safetensors), ONNX model or TensorRT plan")],
@@ -182,19 +183,14 @@ def evaluate(
     out_dir: Annotated[Optional[str], typer.Option("--out-dir", metavar="DIR", show_default="nothing written",
                                                    help="write metrics.json, confusion.png, roc.png here")] = None,
     cache: Cache = None,
-    backend: Backend = "auto",
-    device: Device = None,
-    precision: Precision = None,
-    cuda_graphs: CudaGraphs = False,
-    threads: Threads = None,
-    trust_plan_code: TrustPlanCode = False,
     progress: Progress = None,
     quiet: Quiet = False,
+    **shared,
 ) -> int:
     from mvrt.evaluation.evaluate import evaluate as evaluate_model
 
     args = Args(locals())
-    result = evaluate_model(model, data_root, split=split, backend=backend, batch_size=batch_size, out_dir=out_dir,
+    result = evaluate_model(model, data_root, split=split, backend=args.backend, batch_size=batch_size, out_dir=out_dir,
                             cache_dir=cache, progress=progress_wanted(args), **engine_options(args))
     _print_metrics(result)
     return EXIT_OK

@@ -7,7 +7,10 @@ got 0"); the CLI prints it on one line with the option's name. Lists (`--batch-s
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
+from typing import Callable
 
 import click
 
@@ -15,10 +18,39 @@ from mvrt.errors import UsageError
 
 
 class Args:
-    """A command's parsed options as attributes (what the helpers shared by commands read)."""
+    """A command's parsed options as attributes (what the helpers shared by commands read).
+
+    Built from the command's `locals()`; the options `with_options` added arrive in its
+    `**shared` parameter and are spread like the others.
+    """
 
     def __init__(self, values: dict):
+        values = dict(values)
+        self.__dict__.update(values.pop("shared", {}))
         self.__dict__.update(values)
+
+
+def with_options(*groups: Callable) -> Callable:
+    """Give a command the options declared once by each group (a function whose parameters are
+    typer options), after its own; the command takes them as `**shared`.
+
+    Typer reads the combined signature, so help, completion and parsing see ordinary options.
+    """
+    extra = [p for group in groups for p in inspect.signature(group, eval_str=True).parameters.values()]
+
+    def wrap(command: Callable) -> Callable:
+        own = inspect.signature(command, eval_str=True)
+        params = [p for p in own.parameters.values() if p.kind is not p.VAR_KEYWORD] + extra
+
+        @functools.wraps(command)
+        def run(**values):
+            return command(**values)
+
+        run.__signature__ = own.replace(parameters=params)
+        run.__annotations__ = {**{p.name: p.annotation for p in params}, "return": own.return_annotation}
+        return run
+
+    return wrap
 
 
 class _Number(click.ParamType):
