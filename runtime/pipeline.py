@@ -25,7 +25,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from mvrt.config import DEFAULT_READ_TIMEOUT_SECONDS, ModelConfig
-from mvrt.errors import MvrtError, UnexpectedError, UsageError
+from mvrt.errors import BackendError, MvrtError, UnexpectedError, UsageError
 from mvrt.runtime._input_events import input_events
 from mvrt.runtime._threads import put_unless_stopped
 from mvrt.runtime.events import FileDone, FileStarted, SourceEvent, WindowItem, input_key, utc_now
@@ -306,10 +306,11 @@ class _State:
         self.engine, self.metrics, self.producers, self.depth = engine, metrics, producers, depth
         self.collected: dict[tuple, list[WindowResult]] = {}  # by `input_key`
         self.live: dict[tuple, list] = {}  # live sources: [window count, sum of probabilities]
+        self.failed: dict[tuple, BackendError] = {}  # inputs a batch of which the engine failed on
 
     def process(self, events: list[object]) -> Iterator[object]:
         items = [e for e in events if isinstance(e, WindowItem)]
-        results = iter(_infer(self.engine, items)) if items else iter(())
+        results = iter(self._infer(items)) if items else iter(())
         for event in events:
             if event is _END:
                 self.producers = 0
@@ -318,6 +319,8 @@ class _State:
             elif isinstance(event, WindowItem):
                 result = next(results)
                 self.depth.add(event.path, -1)
+                if result is None:  # its batch failed: the input's VideoResult says so
+                    continue
                 self._keep(result)
                 if self.metrics is not None:
                     self.metrics.window_emitted(event.path, result.latency_seconds, result.gap_seconds)
@@ -333,6 +336,18 @@ class _State:
                 yield event
             elif isinstance(event, FileDone):
                 yield self._done(event)
+
+    def _infer(self, items: list[WindowItem]) -> list[WindowResult | None]:
+        """The batch's results; if the engine fails on it (a lost server), its inputs fail and the run goes on."""
+        try:
+            return _infer(self.engine, items)
+        except BackendError as exc:
+            keys = {input_key(item) for item in items}
+            for key in keys:
+                self.failed.setdefault(key, exc)
+            log.warning("%s: %d window(s) of %s failed: %s", self.engine.name, len(items),
+                        ", ".join(sorted(path for path, _ in keys)), exc)
+            return [None] * len(items)
 
     def _source_metrics(self, event: SourceEvent) -> None:
         if self.metrics is not None:
@@ -351,7 +366,7 @@ class _State:
     def _done(self, event: FileDone) -> VideoResult:
         windows = tuple(self.collected.pop(input_key(event), []))
         running = self.live.pop(input_key(event), None)
-        error = event.error
+        error = event.error or self.failed.pop(input_key(event), None)
         if self.metrics is not None and event.undecodable_packets:
             self.metrics.decode_errors(event.path, event.undecodable_packets)
         summary = {}

@@ -19,12 +19,13 @@ from mvrt.runtime.sources import SourceOptions, parse_input_option
 
 ROOT = Path(__file__).resolve().parents[1]
 LIBRARY = [ROOT / "src" / "mvrt", ROOT / "runtime", ROOT / "export", ROOT / "calibration"]
-# Library modules whose command line is still to come (issue 16: `--triton-repo`, `--backend kserve`).
-API_ONLY = {"export/triton_repo.py", "runtime/engines/kserve_engine.py"}
+# Library modules whose settings no flag gives (`--triton-repo` writes with the defaults).
+API_ONLY = {"export/triton_repo.py"}
 # Modules that pass on a setting named elsewhere (an error's class, the isolation worker's wire).
 PASS_THROUGH = {"errors.py", "runtime/isolate.py"}
 # Settings of the Python API that no command has, by design.
-API_SETTINGS = {"label"}  # mvrt.standin.write_standin_clip's class (`mvrt standin` makes every class)
+API_SETTINGS = {"label",  # mvrt.standin.write_standin_clip's class (`mvrt standin` makes every class)
+                "max_batch"}  # KServeEngine's largest batch (sizes its gRPC messages; the CLI passes batch_size)
 
 
 def run(capsys, *argv):

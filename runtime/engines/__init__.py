@@ -13,9 +13,10 @@ from mvrt.runtime.engines.onnxruntime_engine import OnnxRuntimeEngine
 
 __all__ = ["BACKENDS", "Engine", "OnnxRuntimeEngine", "open_engine"]
 
-BACKENDS = ("auto", "onnxruntime", "torch", "tensorrt")
+BACKENDS = ("auto", "onnxruntime", "torch", "tensorrt", "kserve")
 _OPTIONS = {"onnxruntime": ("providers", "threads"), "torch": ("device", "threads", "precision", "cuda_graphs"),
-            "tensorrt": ("device", "trust_plan_code")}
+            "tensorrt": ("device", "trust_plan_code"),
+            "kserve": ("url", "remote_model", "protocol", "timeout_seconds", "max_batch", "model_version")}
 
 
 def open_engine(model_path: str | os.PathLike, backend: str = "auto", **kwargs) -> Engine:
@@ -25,7 +26,9 @@ def open_engine(model_path: str | os.PathLike, backend: str = "auto", **kwargs) 
     on torch (kwargs: device, threads, precision, cuda_graphs); `.plan`/`.engine` TensorRT
     plans run on tensorrt (kwargs: device, trust_plan_code: allow a version-compatible plan,
     whose embedded TensorRT host code runs in this process; default False refuses one with a
-    ModelError). Other keyword arguments are a UsageError.
+    ModelError). `backend="kserve"` sends the batches of an `.onnx` model (its metadata gives the
+    front-end) to a KServe V2 server (kwargs: url HOST:PORT, remote_model, protocol grpc|http,
+    timeout_seconds). Other keyword arguments are a UsageError.
     """
     if backend not in BACKENDS:
         raise UsageError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -33,6 +36,8 @@ def open_engine(model_path: str | os.PathLike, backend: str = "auto", **kwargs) 
     if not path.is_file():
         raise ModelError(f"{path}: no such model file")
     suffix = path.suffix.lower()
+    if backend == "kserve":
+        return _kserve_engine(path, suffix, kwargs)
     if backend == "tensorrt" or suffix in _PLAN_SUFFIXES:
         return _tensorrt_engine(path, suffix, backend, kwargs)
     if suffix == ".onnx":
@@ -51,6 +56,18 @@ def open_engine(model_path: str | os.PathLike, backend: str = "auto", **kwargs) 
 
         return TorchEngine(path, **_options("torch", kwargs))
     raise ModelError(f"{path}: unknown model file type {suffix!r}; expected .onnx or .safetensors")
+
+
+def _kserve_engine(path: Path, suffix: str, kwargs: dict) -> Engine:
+    """A KServeEngine for an mvrt `.onnx` file (kwargs: url, required; remote_model, protocol, timeout_seconds)."""
+    if suffix != ".onnx":
+        raise UsageError(f"{path}: backend='kserve' needs the model's .onnx file (its metadata gives the "
+                         f"front-end and the inputs the server is sent)", setting="backend")
+    if not kwargs.get("url"):
+        raise UsageError("backend='kserve' needs url, the server's HOST:PORT", setting="url")
+    from mvrt.runtime.engines.kserve_engine import KServeEngine
+
+    return KServeEngine(path, **_options("kserve", kwargs))
 
 
 def _tensorrt_engine(path: Path, suffix: str, backend: str, kwargs: dict) -> Engine:

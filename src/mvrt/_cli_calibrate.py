@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from mvrt._cli_export import tensorrt_group, tensorrt_settings
+from mvrt._cli_triton import check_triton_repo, write_triton_repo
 from mvrt._cli_output import Progress, Quiet, progress_wanted
 from mvrt._cli_types import NON_NEGATIVE_INT, POSITIVE_INT, Args, choice, with_options
 
@@ -111,6 +112,7 @@ def run_calibrate(args) -> int:
 
     settings = _settings(args)
     tensorrt = tensorrt_settings(args, "int8")
+    check_triton_repo(args.triton_repo)
     print(f"mvrt calibrate: {args.model}: {settings.describe()}", file=sys.stderr)
     result = calibrate_model(args.model, args.data, settings, out=args.out, engine=args.engine, tensorrt=tensorrt,
                              progress=progress_wanted(args))
@@ -121,4 +123,5 @@ def run_calibrate(args) -> int:
     print(f"mvrt calibrate: wrote {result.int8_path} and {result.report_path}", file=sys.stderr)
     if result.engine_path is not None:
         print(f"mvrt calibrate: wrote {result.engine_path} and {result.engine_path.name}.json", file=sys.stderr)
+    write_triton_repo(args.triton_repo, "calibrate", result.int8_path, result.engine_path)
     return EXIT_OK

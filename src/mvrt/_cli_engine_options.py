@@ -7,18 +7,20 @@ from typing import Annotated, Optional
 
 import typer
 
-from mvrt._cli_types import POSITIVE_INT, choice
+from mvrt._cli_types import POSITIVE_FLOAT, POSITIVE_INT, choice
 from mvrt.artifacts import backend_for
 from mvrt.errors import UsageError
 
-BACKEND_CHOICES = ("auto", "onnxruntime", "torch", "tensorrt")
+BACKEND_CHOICES = ("auto", "onnxruntime", "torch", "tensorrt", "kserve")
+KSERVE_FLAGS = {"url": "--url", "remote_model": "--remote-model", "protocol": "--protocol",
+                "remote_timeout": "--remote-timeout"}
 TRUST_FLAG = "--trust-plan-code"
 ENGINE_PANEL = "Engine"
 
 Backend = Annotated[str, typer.Option(
     "--backend", click_type=choice(*BACKEND_CHOICES), metavar="NAME", rich_help_panel=ENGINE_PANEL,
-    help="inference backend: auto, onnxruntime, torch or tensorrt; auto picks by file type (.onnx -> onnxruntime, "
-    ".safetensors -> torch, .plan -> tensorrt)")]
+    help="inference backend: auto, onnxruntime, torch, tensorrt or kserve (a KServe V2 server: Triton, MLServer; "
+    "needs --url); auto picks by file type (.onnx -> onnxruntime, .safetensors -> torch, .plan -> tensorrt)")]
 Device = Annotated[Optional[str], typer.Option(
     "--device", click_type=choice("cpu", "cuda"), rich_help_panel=ENGINE_PANEL, show_default="cpu",
     help="onnxruntime: CPU or CUDA execution provider; torch: the device")]
@@ -36,6 +38,19 @@ TrustPlanCode = Annotated[bool, typer.Option(
     help="tensorrt only: allow a version-compatible plan, whose embedded TensorRT host code runs inside mvrt; "
     "give it only for plans from a source you trust")]
 
+Url = Annotated[Optional[str], typer.Option(
+    "--url", metavar="HOST:PORT", rich_help_panel=ENGINE_PANEL, show_default="none",
+    help="kserve only: the KServe V2 server (its gRPC or HTTP port); decoding and the front-end stay here")]
+RemoteModel = Annotated[Optional[str], typer.Option(
+    "--remote-model", metavar="NAME", rich_help_panel=ENGINE_PANEL, show_default="the model file's stem",
+    help="kserve only: the model's name on the server")]
+Protocol = Annotated[Optional[str], typer.Option(
+    "--protocol", click_type=choice("grpc", "http"), rich_help_panel=ENGINE_PANEL, show_default="grpc",
+    help="kserve only: grpc or http")]
+RemoteTimeout = Annotated[Optional[float], typer.Option(
+    "--remote-timeout", click_type=POSITIVE_FLOAT, metavar="SECONDS", rich_help_panel=ENGINE_PANEL,
+    show_default="60", help="kserve only: how long one batch may take on the server")]
+
 
 def engine_group(
     backend: Backend = "auto",
@@ -44,6 +59,10 @@ def engine_group(
     cuda_graphs: CudaGraphs = False,
     threads: Threads = None,
     trust_plan_code: TrustPlanCode = False,
+    url: Url = None,
+    remote_model: RemoteModel = None,
+    protocol: Protocol = None,
+    remote_timeout: RemoteTimeout = None,
 ) -> None:
     """The engine options infer, bench and evaluate share (`with_options(engine_group)`)."""
 
@@ -65,6 +84,12 @@ def engine_options(args) -> dict:
     trusted = getattr(args, "trust_plan_code", False)
     if trusted and backend != "tensorrt":
         raise UsageError(f"{TRUST_FLAG} applies to TensorRT plans (the tensorrt backend) only, not {backend} models")
+    kserve = {key: getattr(args, key, None) for key in KSERVE_FLAGS}
+    given = [KSERVE_FLAGS[key] for key, value in kserve.items() if value is not None]
+    if backend == "kserve":
+        return _kserve_options(args, kserve)
+    if given:
+        raise UsageError(f"{given[0]} applies to the kserve backend only (--backend kserve), not {backend} models")
     if args.threads is not None:
         options["threads"] = args.threads
     if backend == "torch":
@@ -81,6 +106,21 @@ def engine_options(args) -> dict:
             raise UsageError("--device cpu conflicts with a TensorRT engine, which runs on the GPU")
         _check_plan_trust(args.model, trusted)
         options["trust_plan_code"] = trusted
+    return options
+
+
+def _kserve_options(args, kserve: dict) -> dict:
+    """open_engine's kserve options; engine flags that act on a local engine are an error."""
+    local = [flag for flag, value in (("--device", args.device), ("--threads", args.threads),
+                                      ("--precision", args.precision), ("--cuda-graphs", args.cuda_graphs or None))
+             if value is not None]
+    if local:
+        raise UsageError(f"{local[0]} applies to a local engine; with --backend kserve the server runs the model")
+    if kserve["url"] is None:
+        raise UsageError("--backend kserve needs --url HOST:PORT (the KServe V2 server)")
+    options = {"url": kserve["url"], "remote_model": kserve["remote_model"], "protocol": kserve["protocol"] or "grpc"}
+    if kserve["remote_timeout"] is not None:
+        options["timeout_seconds"] = kserve["remote_timeout"]
     return options
 
 

@@ -5,6 +5,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from mvrt._cli_triton import TritonRepo, check_triton_repo, write_triton_repo
 from mvrt._cli_types import Args, with_options
 from mvrt.errors import UsageError
 
@@ -38,8 +39,9 @@ def tensorrt_group(
     timing_cache: TimingCache = None,
     version_compatible: VersionCompatible = False,
     dla_core: DlaCore = None,
+    triton_repo: TritonRepo = None,
 ) -> None:
-    """The TensorRT build options export and calibrate share (`with_options(tensorrt_group)`)."""
+    """The TensorRT build and Triton repository options export and calibrate share (`with_options(tensorrt_group)`)."""
 
 
 EXPORT_HELP = """Export a checkpoint to checked ONNX (fp32/fp16), and optionally a TensorRT plan.
@@ -72,8 +74,9 @@ def export(
         help="ONNX output")] = None,
     precision: Annotated[str, typer.Option("--precision", metavar="fp32|fp16", help="graph precision")] = "fp32",
     opset: Annotated[int, typer.Option("--opset", metavar="N", help="ONNX opset (18 is the minimum)")] = 18,
-    parity_batch: Annotated[int, typer.Option("--parity-batch", metavar="N",
-                                              help="samples in the parity check")] = 8,
+    parity_batch: Annotated[int, typer.Option(
+        "--parity-batch", metavar="N",
+        help="random samples in the parity check (one window of a generated clip is compared as well)")] = 8,
     seed: Annotated[int, typer.Option("--seed", help="seed of the parity batch")] = 0,
     **shared,
 ) -> int:
@@ -87,6 +90,7 @@ def run_export(args) -> int:
     check_precision(precision)
     settings = tensorrt_settings(args, precision)
     check_export_request(args.checkpoint, args.onnx, precision, args.parity_batch, args.engine, settings)
+    check_triton_repo(args.triton_repo)
     print(f"mvrt export: {args.checkpoint}: precision {precision}, opset {args.opset}, parity batch "
           f"{args.parity_batch} (seed {args.seed}) on onnxruntime CPU", file=sys.stderr)
     if settings is not None:
@@ -95,6 +99,7 @@ def run_export(args) -> int:
                           parity_batch=args.parity_batch, seed=args.seed, engine_path=args.engine, tensorrt=settings)
     for line in result.summary_lines():
         print(f"mvrt export: {line}", file=sys.stderr)
+    write_triton_repo(args.triton_repo, "export", result.onnx_path, result.engine_path)
     return EXIT_OK
 
 

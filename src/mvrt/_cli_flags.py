@@ -33,6 +33,7 @@ RENAMED: dict[str, str] = {
     "engine_path": "--engine",
     "cache_dir": "--cache",
     "data_root": "--data",
+    "timeout_seconds": "--remote-timeout",
 }
 
 _VALUE = r"""'[^']*'|"[^"]*"|[\w:+-]+(?:\.\w+)*"""  # a Python string literal, a word or a number

@@ -75,6 +75,35 @@ def test_a_bad_file_is_reported_and_the_others_complete(tiny_models, clip_10s, t
     np.testing.assert_allclose(videos[0].probabilities, videos[2].probabilities, atol=1e-6)
 
 
+def test_an_engine_failing_on_a_batch_fails_its_input_and_the_run_goes_on(tiny_models, clip_10s, tmp_path, caplog):
+    """A backend error on one batch (a KServe server lost mid-run) fails the inputs in it, not the run."""
+    from mvrt.errors import BackendError
+    from mvrt.runtime.engines.onnxruntime_engine import OnnxRuntimeEngine
+
+    class FailsOnSecondCall(OnnxRuntimeEngine):
+        calls = 0
+
+        def _infer(self, feeds):
+            self.calls += 1
+            if self.calls == 2:
+                raise BackendError("the server at 127.0.0.1:9 went away")
+            return super()._infer(feeds)
+
+    import shutil
+
+    onnx = tiny_models["slowfast"].onnx
+    other = shutil.copy(clip_10s, tmp_path / "other.mp4")
+    with open_engine(onnx) as engine:
+        clean = _videos(_events(engine, [clip_10s]))[0]
+    with FailsOnSecondCall(onnx) as engine:
+        first, second = _videos(_events(engine, [clip_10s, other], batch_size=1))
+    assert (first.path, second.path) == (str(clip_10s), str(other))
+    assert not first.ok and first.error == "the server at 127.0.0.1:9 went away"
+    assert second.ok
+    np.testing.assert_allclose(second.probabilities, clean.probabilities, atol=1e-6)
+    assert "1 window(s) of" in caplog.text and "failed: the server at 127.0.0.1:9 went away" in caplog.text
+
+
 def test_a_window_the_model_was_not_built_for_is_refused(tiny_models, clip_10s):
     with open_engine(tiny_models["slowfast"].onnx) as engine:
         with pytest.raises(UsageError, match="^window_seconds 30 does not match the model's 4 s"):
