@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -37,6 +36,7 @@ TESTS_DIR = BENCH_DIR.parent / "tests"
 for _folder in (BENCH_DIR, TESTS_DIR):
     if str(_folder) not in sys.path:
         sys.path.insert(0, str(_folder))
+from _machine import bench_parser, fill_defaults, int_list, machine_info  # noqa: E402  (bench/ is not a package)
 from kserve_server import MLServer, ServedModel, mlserver_executable  # noqa: E402  (tests/ helper)
 
 CACHE_DIR = BENCH_DIR / ".cache"
@@ -47,9 +47,7 @@ QUICK = {"width": 0.0625, "windows": 2, "batch_sizes": "1,2"}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="smoke run: width 1/16, 2 windows a path, batches 1,2")
-    p.add_argument("--json", type=Path, help="also write the results as JSON here")
+    p = bench_parser(__doc__.splitlines()[0], "smoke run: width 1/16, 2 windows a path, batches 1,2")
     p.add_argument("--model", type=Path, help="ONNX model (default: the benchmark slowfast of --width, cached)")
     p.add_argument("--width", type=float, help="width of the default slowfast (default 1.0; --quick 0.0625)")
     p.add_argument("--windows", type=int, help="timed windows per path and batch size (default 8; --quick 2)")
@@ -60,17 +58,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--cache-dir", type=Path, default=CACHE_DIR, help=f"model cache ({CACHE_DIR})")
     p.add_argument("--timeout-seconds", type=float, default=300.0, help="KServeEngine timeout_seconds (300)")
     p.add_argument("--max-wall-seconds", type=float, default=1800.0, help="stop measuring after this long (1800)")
-    args = p.parse_args(argv)
-    defaults = QUICK if args.quick else FULL
-    for key, value in defaults.items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
-    try:
-        args.batch_sizes = [int(b) for b in str(args.batch_sizes).split(",")]
-    except ValueError:
-        p.error(f"--batch-sizes must be comma-separated integers, got {args.batch_sizes!r}")
+    args = fill_defaults(p.parse_args(argv), QUICK, FULL)
+    args.batch_sizes = int_list(p, args.batch_sizes, "--batch-sizes")
     args.protocols = [s.strip() for s in args.protocols.split(",") if s.strip()]
-    if any(b < 1 for b in args.batch_sizes) or args.windows < 1 or args.width <= 0 or args.max_wall_seconds <= 0:
+    if min(args.batch_sizes) < 1 or args.windows < 1 or args.width <= 0 or args.max_wall_seconds <= 0:
         p.error("--batch-sizes, --windows, --width and --max-wall-seconds must be positive")
     if not args.protocols or any(s not in ("grpc", "http") for s in args.protocols):
         p.error(f"--protocols takes grpc and/or http, got {','.join(args.protocols) or 'nothing'}")
@@ -243,12 +234,6 @@ def _model_info(onnx_path: Path) -> dict:
 def _machine(executable: str) -> dict:
     import onnxruntime
 
-    cpu = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
     try:
         from importlib.metadata import version
 
@@ -260,9 +245,8 @@ def _machine(executable: str) -> dict:
         mlserver = answer.split()[-1] if answer.split() else "?"  # "mlserver, version 1.7.1"
     except (OSError, subprocess.TimeoutExpired):
         mlserver = "?"
-    return {"cpu": cpu, "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-            "onnxruntime": onnxruntime.__version__, "tritonclient": tritonclient,
-            "mlserver": mlserver, "numpy": np.__version__, "python": platform.python_version()}
+    return machine_info(onnxruntime=onnxruntime.__version__, tritonclient=tritonclient, mlserver=mlserver,
+                        numpy=np.__version__)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -25,6 +24,7 @@ import numpy as np
 if str(Path(__file__).resolve().parent) not in sys.path:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _baseline  # noqa: E402  (sibling modules; bench/ is not a package)
+from _machine import bench_parser, fill_defaults, machine_info as _machine_info  # noqa: E402
 from _media import SEED, StageTimes, VideoSpec, check_height, ensure_video  # noqa: E402
 
 CACHE_DIR = Path(__file__).resolve().parent / ".cache"
@@ -45,7 +45,7 @@ class MvrtRun(StageTimes):
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = bench_parser(__doc__.splitlines()[0], "smoke run: 40 s 480p video, width 0.25")
     p.add_argument("--seconds", type=float, help="video length (default 180; --quick 40)")
     p.add_argument("--height", type=int, help="video height, 16:9 (default 720; --quick 480)")
     p.add_argument("--fps", type=int, default=30, help="video frame rate (default 30)")
@@ -53,13 +53,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=4, help="mvrt engine batch (default 4, as the pipeline)")
     p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: physical cores)")
     p.add_argument("--repeat", type=int, default=1, help="timed runs; the median is reported (default 1)")
-    p.add_argument("--quick", action="store_true", help="smoke run: 40 s 480p video, width 0.25")
-    p.add_argument("--json", type=Path, help="also write the results as JSON here")
     p.add_argument("--cache-dir", type=Path, default=CACHE_DIR, help=f"generated video/model cache ({CACHE_DIR})")
-    args = p.parse_args(argv)
-    for key, value in (QUICK if args.quick else FULL).items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
+    args = fill_defaults(p.parse_args(argv), QUICK, FULL)
     if args.repeat < 1 or args.batch_size < 1 or args.seconds <= 0 or args.fps < 1 or args.width <= 0:
         p.error("--repeat, --batch-size, --seconds, --fps and --width must be positive")
     check_height(p, args.height)
@@ -333,23 +328,14 @@ def machine_info() -> dict:
     import onnxruntime
     import torch
 
-    cpu = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "onnxruntime": onnxruntime.__version__,
-        "torch": torch.__version__,
-        "av": av.__version__,
-        "libavcodec": ".".join(map(str, av.library_versions.get("libavcodec", ()))) or "?",
-        "librosa": librosa.__version__,
-        "numpy": np.__version__,
-        "python": platform.python_version(),
-    }
+    return _machine_info(
+        onnxruntime=onnxruntime.__version__,
+        torch=torch.__version__,
+        av=av.__version__,
+        libavcodec=".".join(map(str, av.library_versions.get("libavcodec", ()))) or "?",
+        librosa=librosa.__version__,
+        numpy=np.__version__,
+    )
 
 
 def _read_through(path: Path) -> None:

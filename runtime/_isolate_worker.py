@@ -37,7 +37,7 @@ def _serve(request: dict, out) -> None:
     from mvrt.runtime._wire import send_array, send_json
     from mvrt.runtime.events import FileDone, FileStarted, WindowItem
     from mvrt.runtime.inputs import MediaPair
-    from mvrt.runtime.pipeline import PipelineConfig, _guarded, _LocalSource
+    from mvrt.runtime.pipeline import LocalSource, PipelineConfig, guarded_events
 
     logging.getLogger().setLevel(int(request.get("log_level", logging.WARNING)))
     path = str(request["path"])
@@ -46,7 +46,7 @@ def _serve(request: dict, out) -> None:
     model = ModelConfig.from_dict(request["model"])
     config = PipelineConfig(hop_seconds=request["hop_seconds"], frontend=request["frontend"],
                             read_timeout_seconds=request["read_timeout_seconds"])
-    for event in _guarded(_LocalSource(model, config).file_events(item), item):
+    for event in guarded_events(LocalSource(model, config).file_events(item), item):
         if isinstance(event, FileStarted):
             send_json(out, {"event": "started", "windows": event.windows})
         elif isinstance(event, WindowItem):

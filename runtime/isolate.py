@@ -34,7 +34,7 @@ _STALL_GRACE_SECONDS = 60.0
 
 
 class IsolatedSource:
-    """File events (as `pipeline._LocalSource` makes them) from a worker process."""
+    """File events (as `pipeline.LocalSource` makes them) from a worker process."""
 
     def __init__(self, model: ModelConfig, config):
         self.model, self.config = model, config

@@ -151,7 +151,7 @@ def warm_up(engine, frontend: str = "auto") -> None:
     engine.infer({name: value[None] for name, value in feeds.items()})  # (1, ...) each
 
 
-class _LocalSource:
+class LocalSource:
     """Decoding and front-end in this process (the producer threads)."""
 
     def __init__(self, model: ModelConfig, config: PipelineConfig, stop: threading.Event | None = None):
@@ -188,7 +188,7 @@ def pair_events(pair: MediaPair, model: ModelConfig, config: PipelineConfig,
 
 def _file_source(model: ModelConfig, config: PipelineConfig, stop: threading.Event):
     if not config.isolate:
-        return _LocalSource(model, config, stop)
+        return LocalSource(model, config, stop)
     from mvrt.runtime.isolate import IsolatedSource
 
     return IsolatedSource(model, config)
@@ -217,13 +217,13 @@ def _produce_files(files: queue.SimpleQueue, source, q: queue.Queue, stop: threa
             path = files.get_nowait()
         except queue.Empty:
             break
-        if not _forward(_guarded(source.file_events(path), path), q, stop):
+        if not _forward(guarded_events(source.file_events(path), path), q, stop):
             return
     put_unless_stopped(q, _Finished(), stop)
 
 
 def _produce_live(path: str, source, q: queue.Queue, stop: threading.Event) -> None:
-    if _forward(_guarded(source.file_events(path), path), q, stop):
+    if _forward(guarded_events(source.file_events(path), path), q, stop):
         put_unless_stopped(q, _Finished(), stop)
 
 
@@ -235,7 +235,7 @@ def _forward(events: Iterator[object], q: queue.Queue, stop: threading.Event) ->
     return True
 
 
-def _guarded(events: Iterator[object], item: InputItem) -> Iterator[object]:
+def guarded_events(events: Iterator[object], item: InputItem) -> Iterator[object]:
     """The input's events; an error ends them with a FileDone carrying it (the others go on)."""
     path, audio = input_name(item), audio_of(item)
     try:
@@ -340,7 +340,7 @@ class _State:
     def _infer(self, items: list[WindowItem]) -> list[WindowResult | None]:
         """The batch's results; if the engine fails on it (a lost server), its inputs fail and the run goes on."""
         try:
-            return _infer(self.engine, items)
+            return infer_windows(self.engine, items)
         except BackendError as exc:
             keys = {input_key(item) for item in items}
             for key in keys:
@@ -378,7 +378,8 @@ class _State:
                            undecodable_packets=event.undecodable_packets, audio_path=event.audio_path, **summary)
 
 
-def _infer(engine, items: list[WindowItem]) -> list[WindowResult]:
+def infer_windows(engine, items: list[WindowItem]) -> list[WindowResult]:
+    """One engine call on the windows stacked into a batch: a WindowResult per window, in order."""
     names = engine.config.input_names
     feeds = {name: np.stack([item.feeds[name] for item in items]) for name in names}  # (B, ...) each
     logits = np.asarray(engine.infer(feeds), dtype=np.float32)  # (B, C)

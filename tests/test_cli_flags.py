@@ -25,7 +25,8 @@ API_ONLY = {"export/triton_repo.py"}
 PASS_THROUGH = {"errors.py", "runtime/isolate.py"}
 # Settings of the Python API that no command has, by design.
 API_SETTINGS = {"label",  # mvrt.standin.write_standin_clip's class (`mvrt standin` makes every class)
-                "max_batch"}  # KServeEngine's largest batch (sizes its gRPC messages; the CLI passes batch_size)
+                "max_batch",  # KServeEngine's largest batch (sizes its gRPC messages; the CLI passes batch_size)
+                "stall_timeout_seconds", "max_inputs_in_flight"}  # run_on_ray's bounds (the CLI keeps the defaults)
 
 
 def run(capsys, *argv):

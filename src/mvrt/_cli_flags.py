@@ -34,6 +34,8 @@ RENAMED: dict[str, str] = {
     "cache_dir": "--cache",
     "data_root": "--data",
     "timeout_seconds": "--remote-timeout",
+    "address": "--ray",
+    "num_cpus": "--ray-cpus",
 }
 
 _VALUE = r"""'[^']*'|"[^"]*"|[\w:+-]+(?:\.\w+)*"""  # a Python string literal, a word or a number

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from mvrt._cli_engine_options import engine_group, engine_options, run_precision
+from mvrt._cli_engine_options import engine_group, engine_options, resolve_backend, run_precision
 from mvrt._cli_live import (
     LIVE_EXAMPLES,
     Duration,
@@ -22,6 +22,7 @@ from mvrt._cli_live import (
     source_options,
     start_metrics,
 )
+from mvrt._cli_scaleout import check_scaleout, ray_events, scaleout_group, skip_done
 from mvrt._cli_output import OUTPUT_PANEL, LineWriter, Progress, Quiet, check_writable, progress_wanted, write_document
 from mvrt._cli_types import POSITIVE_FLOAT, POSITIVE_INT, TIMEOUT_SECONDS, Args, choice, with_options
 from mvrt.config import DEFAULT_READ_TIMEOUT_SECONDS
@@ -56,7 +57,7 @@ Exit status: 0 all inputs done, 1 an input failed, 2 bad usage, 130 Ctrl-C, 143 
 """
 
 
-@with_options(engine_group)
+@with_options(engine_group, scaleout_group)
 def infer(
     videos: Annotated[Optional[list[str]], typer.Argument(
         metavar="VIDEO...", show_default=False,
@@ -131,7 +132,6 @@ def model_or_bundled(model: str | None) -> str:
 
 
 def run_infer(args) -> int:
-    from mvrt.api import load_model
     from mvrt.runtime.pipeline import PipelineConfig
 
     progress = progress_wanted(args)
@@ -146,23 +146,45 @@ def run_infer(args) -> int:
     inputs, empty = _expand(items)  # plain path work: before the model loads
     if args.format is None:
         args.format = "jsonl" if any_live(inputs, sources) else "table"
-    metrics, server = start_metrics(args)
-    try:
-        with load_model(args.model, backend=args.backend, **options) as model:
-            from mvrt.output_formats import model_summary
-
-            summary = model_summary(model.config, args.model, model.backend,
-                                    precision=run_precision(args.model, model.backend, options))
-            videos = _run_and_write(model, inputs, pipeline, summary, args, progress, metrics)
-    finally:
-        if server is not None:
-            server.close()
+    check_scaleout(args)
+    inputs = skip_done(args, inputs)
+    if args.ray is not None:
+        summary, videos = _run_on_ray(args, inputs, pipeline, options, progress)
+    else:
+        summary, videos = _run_here(args, inputs, pipeline, options, progress)
     if args.plot:
         _draw_plot(videos, summary, args)
     failed = len(empty) + sum(not v.ok for v in videos)
     if failed:
         print(f"mvrt: {failed} of {len(empty) + len(videos)} input(s) failed", file=sys.stderr)
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _run_here(args, inputs, pipeline, options, progress) -> tuple[dict, list]:
+    from mvrt.api import load_model
+    from mvrt.output_formats import model_summary
+
+    metrics, server = start_metrics(args)
+    try:
+        with load_model(args.model, backend=args.backend, **options) as model:
+            summary = model_summary(model.config, args.model, model.backend,
+                                    precision=run_precision(args.model, model.backend, options))
+            events = model.run(inputs, pipeline, metrics=metrics) if inputs else iter(())
+            return summary, _run_and_write(events, model.config.classes, inputs, summary, args, progress)
+    finally:
+        if server is not None:
+            server.close()
+
+
+def _run_on_ray(args, inputs, pipeline, options, progress) -> tuple[dict, list]:
+    from mvrt.output_formats import model_summary
+    from mvrt.runtime.model_meta import read_model_config
+
+    config = read_model_config(args.model)
+    backend = resolve_backend(args.model, args.backend)
+    summary = model_summary(config, args.model, backend, precision=run_precision(args.model, backend, options))
+    events = ray_events(args, inputs, pipeline, options) if inputs else iter(())
+    return summary, _run_and_write(events, config.classes, inputs, summary, args, progress)
 
 
 def _check_outputs(args) -> None:
@@ -215,26 +237,26 @@ def _draw_plot(videos: list, summary: dict, args) -> None:
     print(f"mvrt: wrote plot {written}", file=sys.stderr)
 
 
-def _run_and_write(model, inputs, pipeline, summary, args, progress, metrics=None) -> list:
-    """Run the inputs and write the results; on Ctrl-C/SIGTERM write what is complete, then re-raise."""
-    lines = LineWriter(args.output) if args.format == "jsonl" else None
+def _run_and_write(events, classes, inputs, summary, args, progress) -> list:
+    """Follow the run's events and write the results; on Ctrl-C/SIGTERM write what is complete, then re-raise."""
+    lines = LineWriter(args.output, append=args.resume) if args.format == "jsonl" else None
     videos: list = []
     try:
-        if lines is not None:
+        if lines is not None and lines.empty:
             lines.write_line(json.dumps({"type": "model", **summary}))
-        if inputs:
-            _consume(model.run(inputs, pipeline, metrics=metrics), videos, lines, progress)
+        _consume(events, videos, lines, progress)
     except KeyboardInterrupt as exc:
         _in_input_order(videos, inputs)
-        _write_documents(videos, summary, model.config.classes, args, interrupted=True)
+        _write_documents(videos, summary, classes, args, interrupted=True)
         where = f" in {args.output}" if args.output else ""
         exc.detail = f"{len(videos)} complete result(s) kept{where}"
         raise
     finally:
+        getattr(events, "close", lambda: None)()  # a Ray run ends its tasks (and a local cluster) now
         if lines is not None:
             lines.close()
     _in_input_order(videos, inputs)
-    _write_documents(videos, summary, model.config.classes, args)
+    _write_documents(videos, summary, classes, args)
     return videos
 
 

@@ -67,16 +67,27 @@ class LineWriter:
     back to its last complete line before the error goes on.
     """
 
-    def __init__(self, path: str | None):
+    def __init__(self, path: str | None, *, append: bool = False):
         self.path = path or "stdout"
-        self._fd = None if path is None else self._open(path)
-        self._good = 0  # bytes of complete lines written
+        self._good = 0  # bytes of complete lines written (in append mode: the file's complete lines)
+        self._fd = None if path is None else self._open(path, append)
 
-    def _open(self, path: str) -> int:
+    def _open(self, path: str, append: bool) -> int:
         try:
-            return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+            flags = os.O_RDWR | os.O_CREAT if append else os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+            fd = os.open(path, flags, 0o666)
+            if append:  # go on after the last complete line (a run stopped mid-line left a partial one)
+                self._good = _complete_bytes(fd)
+                os.ftruncate(fd, self._good)
+                os.lseek(fd, self._good, os.SEEK_SET)
+            return fd
         except OSError as exc:
             raise UsageError(f"--output {path}: cannot write ({exc.strerror})") from None
+
+    @property
+    def empty(self) -> bool:
+        """Whether nothing is in the output yet (a resumed file already has its model line)."""
+        return self._good == 0
 
     def write_line(self, line: str) -> None:
         data = (line.rstrip("\n") + "\n").encode("utf-8")
@@ -108,6 +119,21 @@ class LineWriter:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+def _complete_bytes(fd: int) -> int:
+    """The length of the file up to and including its last newline."""
+    size = os.lseek(fd, 0, os.SEEK_END)
+    position = size
+    while position > 0:
+        start = max(0, position - 65536)
+        os.lseek(fd, start, os.SEEK_SET)
+        chunk = os.read(fd, position - start)
+        newline = chunk.rfind(b"\n")
+        if newline >= 0:
+            return start + newline + 1
+        position = start
+    return 0
 
 
 def write_document(path: str | None, text: str) -> None:

@@ -14,7 +14,7 @@ import pytest
 from mvrt.errors import MediaError, UsageError
 from mvrt.runtime.engines import open_engine
 from mvrt.runtime.isolate import IsolatedSource
-from mvrt.runtime.pipeline import FileDone, FileStarted, PipelineConfig, _LocalSource, run_pipeline
+from mvrt.runtime.pipeline import FileDone, FileStarted, LocalSource, PipelineConfig, run_pipeline
 from mvrt.runtime.results import VideoResult, WindowResult
 
 pytest.importorskip("torch")
@@ -39,7 +39,7 @@ def _workers() -> list[int]:
 def test_the_worker_computes_bit_identical_inputs(tiny_models, clip_10s):
     config = tiny_models["slowfast"].config
     pipeline = PipelineConfig(hop_seconds=2.5)
-    local = list(_LocalSource(config, pipeline).file_events(str(clip_10s)))
+    local = list(LocalSource(config, pipeline).file_events(str(clip_10s)))
     source = IsolatedSource(config, pipeline)
     try:
         isolated = list(source.file_events(str(clip_10s)))
