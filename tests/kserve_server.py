@@ -45,7 +45,7 @@ def mlserver_executable() -> str | None:
     """The `mlserver` command to start, or None when none is installed."""
     explicit = os.environ.get("MVRT_MLSERVER")
     if explicit:
-        return explicit if Path(explicit).is_file() else None
+        return str(Path(explicit).resolve()) if Path(explicit).is_file() else None  # tests change cwd
     beside = Path(sys.executable).with_name("mlserver")
     if beside.is_file():
         return str(beside)
