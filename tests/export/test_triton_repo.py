@@ -96,11 +96,14 @@ def toy_onnx(path, config: ModelConfig, *, audio=TensorProto.FLOAT16, video=Tens
     return path
 
 
+TENSORRT_VERSION = "10.3.0"  # the sidecar's TensorRT version (JetPack 6's 10.3)
+
+
 def fake_plan(folder, config, batch=BatchProfile(1, 4, 16), **changes):
     """A plan file with opaque bytes (no TensorRT here) and a sidecar describing it."""
     plan = folder / "m.plan"
     plan.write_bytes(bytes(range(256)) * 4)
-    fields = dict(plan_sha256=sha256_file(plan), plan_bytes=1024, tensorrt_version="10.3.0.30", gpu_name="Orin (nvgpu)",
+    fields = dict(plan_sha256=sha256_file(plan), plan_bytes=1024, tensorrt_version=TENSORRT_VERSION, gpu_name="Orin (nvgpu)",
                   compute_capability="8.7", precision="fp16", batch=batch, onnx_sha256="ab" * 32, model_config=config,
                   source="m.safetensors")
     sidecar = EngineSidecar(**{**fields, **changes})
@@ -281,7 +284,7 @@ def test_plan_config_follows_its_batch_profile_and_copies_the_sidecar(schema, ti
     assert read_sidecar(repo.model_file) == sidecar  # sidecar copied beside it as model.plan.json
     assert ModelConfig.from_json(config.parameters["mvrt_config"].string_value) == config_in
     assert config.parameters["mvrt_precision"].string_value == "fp16"
-    assert any("Orin (nvgpu)" in note and "10.3.0.30" in note for note in repo.notes)
+    assert any("Orin (nvgpu)" in note and TENSORRT_VERSION in note for note in repo.notes)
     assert "batch profile is 1:4:16" in repo.config_path.read_text()
 
 
