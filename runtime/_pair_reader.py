@@ -20,7 +20,7 @@ from mvrt.runtime._threads import prefetch
 from mvrt.runtime._video_decode import first_video_stream, window_frames
 from mvrt.runtime.decode import probe
 from mvrt.runtime.inputs import MediaPair
-from mvrt.runtime.probe import ends_disagree, open_media, stream_end_seconds
+from mvrt.runtime.probe import ends_disagree, open_media, stated_duration_seconds
 from mvrt.runtime.windows import Window
 
 log = logging.getLogger(__name__)
@@ -40,12 +40,8 @@ def open_pair(pair: MediaPair, timeout: float | None) -> Iterator[tuple[tuple, t
 
 def _file_duration(container, stream, path: str, timeout: float | None) -> float:
     """A file's duration as for a muxed file: the container's, else the stream's, else measured."""
-    if container.duration is not None and container.duration > 0:
-        return container.duration / 1e6
-    end = stream_end_seconds(container, stream)
-    if end is not None:
-        return end
-    return probe(path, read_timeout_seconds=timeout).duration_seconds
+    stated = stated_duration_seconds(container, (stream,))
+    return stated if stated is not None else probe(path, read_timeout_seconds=timeout).duration_seconds
 
 
 def pair_duration(pair: MediaPair, sound, picture, timeout: float | None) -> float:

@@ -152,12 +152,9 @@ def _rebuild_error(message: dict, path: str) -> MvrtError | None:
     text = message.get("error")
     if text is None:
         return None
-    cls = getattr(errors, str(message.get("error_class")), None)
-    if not (isinstance(cls, type) and issubclass(cls, MvrtError)) or cls is errors.MissingDependencyError:
-        cls = MediaError
-    error = cls.__new__(cls)
-    MvrtError.__init__(error, str(text), setting=_wire_setting(message.get("setting")))
-    return error
+    name = message.get("error_class")
+    name = None if name == "MissingDependencyError" else name  # the worker's environment, not this input
+    return errors.rebuilt_error(name, str(text), setting=_wire_setting(message.get("setting")), fallback=MediaError)
 
 
 def _wire_setting(value: object) -> str | tuple[str, ...] | None:

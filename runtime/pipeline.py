@@ -84,6 +84,14 @@ def check_window(config: ModelConfig, window_seconds: float | None) -> None:
         )
 
 
+def check_engine_fits(engine, config: "PipelineConfig") -> None:
+    """Refuse settings the engine cannot run: another window length, a batch over its maximum."""
+    check_window(engine.config, config.window_seconds)
+    if engine.max_batch is not None and config.batch_size > engine.max_batch:
+        raise UsageError(f"batch_size {config.batch_size} exceeds the engine's maximum batch {engine.max_batch}",
+                         setting="batch_size")
+
+
 def run_pipeline(
     engine, paths: Sequence[str | os.PathLike | MediaPair], config: PipelineConfig, *, metrics=None,
     stop: threading.Event | None = None,
@@ -94,10 +102,7 @@ def run_pipeline(
     (`mvrt.runtime.live_metrics.Metrics`) is told about every window, error and source event.
     """
     model = engine.config
-    check_window(model, config.window_seconds)
-    if engine.max_batch is not None and config.batch_size > engine.max_batch:
-        raise UsageError(f"batch_size {config.batch_size} exceeds the engine's maximum batch {engine.max_batch}",
-                         setting="batch_size")
+    check_engine_fits(engine, config)
     names = [as_input(p) for p in paths]
     _check_pairs(names, config)
     live = [p for p in names if not isinstance(p, MediaPair) and is_live_path(p, config.source)]

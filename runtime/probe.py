@@ -220,16 +220,19 @@ def _demuxed_end_seconds(
     return end
 
 
+def stated_duration_seconds(container: "av.container.InputContainer", streams) -> float | None:
+    """What the file says it lasts: the container's duration, else the latest end `streams` claim (None: unstated)."""
+    if container.duration is not None and container.duration > 0:
+        return container.duration / av.time_base
+    ends = [e for e in (stream_end_seconds(container, s) for s in streams) if e is not None]
+    return max(ends) if ends else None
+
+
 def _duration_seconds(
     container: "av.container.InputContainer", path: str, timeout: float | None
 ) -> float:
-    if container.duration is not None and container.duration > 0:
-        return container.duration / av.time_base
-    ends = [stream_end_seconds(container, s) for s in container.streams if s.type in ("audio", "video")]
-    known = [e for e in ends if e is not None]
-    if known:
-        return max(known)
-    return _demuxed_end_seconds(container, path, timeout)
+    stated = stated_duration_seconds(container, [s for s in container.streams if s.type in ("audio", "video")])
+    return stated if stated is not None else _demuxed_end_seconds(container, path, timeout)
 
 
 def missing_streams(has_audio: bool, has_video: bool) -> str | None:

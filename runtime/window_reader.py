@@ -49,7 +49,7 @@ from mvrt.runtime.probe import (
     missing_streams,
     open_media,
     origin_seconds,
-    stream_end_seconds,
+    stated_duration_seconds,
 )
 from mvrt.runtime.sources import SourceOptions, file_windows_for, is_forced_live, live_windows
 from mvrt.runtime.windows import Window
@@ -251,10 +251,7 @@ def _streams(container, path: str):
 def _duration(container, audio, video, path: str) -> float | None:
     """A file's stated duration (None when it states none); refuses wildly disagreeing streams."""
     _check_stream_ends(container, audio, video, path)
-    if container.duration is not None and container.duration > 0:
-        return container.duration / 1e6
-    ends = [e for e in (stream_end_seconds(container, s) for s in (audio, video)) if e is not None]
-    return max(ends) if ends else None
+    return stated_duration_seconds(container, (audio, video))
 
 
 @dataclass

@@ -21,8 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 LIBRARY = [ROOT / "src" / "mvrt", ROOT / "runtime", ROOT / "export", ROOT / "calibration"]
 # Library modules whose settings no flag gives (`--triton-repo` writes with the defaults).
 API_ONLY = {"export/triton_repo.py"}
-# Modules that pass on a setting named elsewhere (an error's class, the isolation worker's wire).
-PASS_THROUGH = {"errors.py", "runtime/isolate.py"}
+# Modules that pass on a setting named elsewhere (an error's class, the isolation worker's wire, a Ray task's result).
+PASS_THROUGH = {"errors.py", "runtime/isolate.py", "_ray_tasks.py"}
 # Settings of the Python API that no command has, by design.
 API_SETTINGS = {"label",  # mvrt.standin.write_standin_clip's class (`mvrt standin` makes every class)
                 "max_batch",  # KServeEngine's largest batch (sizes its gRPC messages; the CLI passes batch_size)
@@ -253,3 +253,19 @@ def test_a_worker_error_keeps_its_settings():
                             "setting": ["window_seconds", "hop_seconds"]}, "a.mp4")
     assert type(error) is UsageError and error.setting == ("window_seconds", "hop_seconds")
     assert _rebuild_error({"error": "x", "error_class": "UsageError", "setting": 3}, "a.mp4").setting is None
+
+
+def test_a_ray_task_error_keeps_its_class_and_settings():
+    from mvrt._ray_tasks import InputDone
+    from mvrt.errors import MediaError, MissingDependencyError, UnexpectedError
+    from mvrt.runtime.isolate import _rebuild_error
+
+    settings = ("window_seconds", "hop_seconds")
+    error = InputDone("UsageError", "hop_seconds must be positive, got -1", 0, settings).error()
+    assert type(error) is UsageError and str(error) == "hop_seconds must be positive, got -1"
+    assert error.setting == settings
+    assert type(InputDone("MissingDependencyError", "x needs y", 0).error()) is MissingDependencyError
+    assert type(InputDone("ValueError", "not ours", 0).error()) is UnexpectedError  # never a foreign class
+    assert InputDone(None, None, 3).error() is None
+    # the isolation worker: a package missing there is that input's MediaError
+    assert type(_rebuild_error({"error": "x", "error_class": "MissingDependencyError"}, "a.mp4")) is MediaError

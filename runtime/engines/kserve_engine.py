@@ -29,6 +29,7 @@ from mvrt.artifacts import OUTPUT_NAME
 from mvrt.errors import BackendError, MissingDependencyError, ModelError, UsageError
 from mvrt.runtime.engines.base import Engine
 from mvrt.runtime.model_meta import read_onnx_config
+from mvrt.runtime.probe import one_line
 
 log = logging.getLogger(__name__)
 
@@ -351,7 +352,7 @@ def _message(exc: BaseException) -> str:
 
 
 def _one_line(text: str, limit: int = 300) -> str:
-    line = " ".join(str(text).split())
+    line = one_line(text)
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 

@@ -11,14 +11,13 @@ engine actor: it opens the engine once and turns each chunk into the local run's
 
 from __future__ import annotations
 
-import importlib
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from mvrt.config import ModelConfig
-from mvrt.errors import BackendError, MvrtError, UnexpectedError
+from mvrt.errors import BackendError, MvrtError, UnexpectedError, rebuilt_error
 from mvrt.runtime.events import FileDone, WindowItem
 from mvrt.runtime.inputs import InputItem
 from mvrt.runtime.pipeline import LocalSource, PipelineConfig, guarded_events, infer_windows
@@ -53,19 +52,13 @@ class InputDone:
     error_class: str | None
     error_message: str | None
     undecodable_packets: int
+    error_setting: str | tuple[str, ...] | None = None
 
     def error(self) -> MvrtError | None:
-        """The input's error as its own mvrt class (built without its constructor: some take other arguments)."""
+        """The input's error as its own mvrt class (`errors.rebuilt_error`)."""
         if self.error_class is None:
             return None
-        errors = importlib.import_module("mvrt.errors")
-        cls = getattr(errors, self.error_class, None)
-        if not (isinstance(cls, type) and issubclass(cls, MvrtError)):
-            cls = UnexpectedError
-        error = cls.__new__(cls)
-        Exception.__init__(error, self.error_message)
-        error.setting = None
-        return error
+        return rebuilt_error(self.error_class, str(self.error_message), setting=self.error_setting)
 
 
 def _pack(items: list[WindowItem]) -> Chunk:
@@ -91,7 +84,7 @@ def decode_input(item: InputItem, model: ModelConfig, pipeline: PipelineConfig, 
                 yield _pack(chunk)
             error = event.error
             yield InputDone(None if error is None else type(error).__name__, None if error is None else str(error),
-                            event.undecodable_packets)
+                            event.undecodable_packets, getattr(error, "setting", None))
             return
 
 

@@ -61,3 +61,18 @@ class MissingDependencyError(BackendError):
         )
         self.package = package
         self.extra = extra
+
+
+def rebuilt_error(class_name: str | None, message: str, *, setting: str | tuple[str, ...] | None = None,
+                  fallback: type[MvrtError] = UnexpectedError) -> MvrtError:
+    """An error sent by class name and message (from a worker process or a Ray task) as that mvrt class.
+
+    Built without the class's own constructor (some take other arguments); a name that is not an
+    mvrt error class becomes `fallback`, never a foreign class.
+    """
+    cls = globals().get(str(class_name))
+    if not (isinstance(cls, type) and issubclass(cls, MvrtError)):
+        cls = fallback
+    error = cls.__new__(cls)
+    MvrtError.__init__(error, message, setting=setting)
+    return error

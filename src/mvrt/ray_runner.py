@@ -44,7 +44,7 @@ from typing import Iterable, Iterator, Sequence
 from mvrt._ray_tasks import EngineWorker, InputDone, decode_input, start_error, task_error
 from mvrt.errors import BackendError, MissingDependencyError, OutputError, UsageError
 from mvrt.runtime.inputs import InputItem, MediaPair, audio_of, expand_inputs, input_name
-from mvrt.runtime.pipeline import PipelineConfig, check_window
+from mvrt.runtime.pipeline import PipelineConfig, check_engine_fits
 from mvrt.runtime.probe import one_line
 from mvrt.runtime.results import VideoResult, WindowResult
 from mvrt.runtime.sources import is_live_path
@@ -212,10 +212,7 @@ def _check_engine(model_path, engine_options: dict, pipeline: PipelineConfig):
     from mvrt.runtime.engines import open_engine
 
     engine = open_engine(model_path, **engine_options)
-    check_window(engine.config, pipeline.window_seconds)
-    if engine.max_batch is not None and pipeline.batch_size > engine.max_batch:
-        raise UsageError(f"batch_size {pipeline.batch_size} exceeds the engine's maximum batch {engine.max_batch}",
-                         setting="batch_size")
+    check_engine_fits(engine, pipeline)
     return engine
 
 
