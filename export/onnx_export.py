@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mvrt.artifacts import CHECKPOINT_SHA_KEY, CONFIG_KEY, OUTPUT_NAME
-from mvrt.config import ModelConfig
+from mvrt.config import CONTRACTS, ModelConfig
 from mvrt.errors import MissingDependencyError, ModelError, UsageError
 from mvrt.runtime.model_meta import sha256_file
 
@@ -32,16 +32,23 @@ _MAX_PROTO_BYTES = 2**31 - 1
 
 def export_onnx(checkpoint_or_model: "str | os.PathLike | torch.nn.Module", config: ModelConfig | None,
                 out_path: str | os.PathLike, *, opset: int = MIN_OPSET,
-                checkpoint_sha256: str | None = None) -> Path:
+                checkpoint_sha256: str | None = None, contract: int = 2) -> Path:
     """Export to `out_path`; returns it.
 
     `checkpoint_or_model` is a `.safetensors` checkpoint (then `config` may be None and the
-    sha256 is computed from the file) or a module built from `config`.
+    sha256 is computed from the file) or a module built from `config`. `contract` is the tensor
+    contract of the graph's inputs (DESIGN §3): 2 (default) takes uint8 `video` and normalises
+    it in the graph, 1 takes the float32 pathways; the written config records it.
     """
     if opset < MIN_OPSET:
         raise UsageError(f"opset {opset} is too old; mvrt models need opset {MIN_OPSET} or newer", setting="opset")
+    if isinstance(contract, bool) or contract not in CONTRACTS:
+        raise UsageError(f"contract {contract!r}: choose one of {', '.join(map(str, CONTRACTS))}", setting="contract")
     model, config, checkpoint_sha256 = _resolve(checkpoint_or_model, config, checkpoint_sha256)
-    proto = _trace(model, config, opset)
+    from mvrt.models.contract import with_contract
+
+    config = config.replace(contract=contract)
+    proto = _trace(with_contract(model, config), config, opset)
     add_metadata(proto, {CONFIG_KEY: config.to_json(), CHECKPOINT_SHA_KEY: checkpoint_sha256 or ""})
     return save_single_file(proto, out_path)
 
@@ -55,11 +62,11 @@ def _resolve(source, config: ModelConfig | None, sha: str | None):
         if config is None:
             raise UsageError("exporting a module needs its ModelConfig")
         _check_module_matches(source, config)
-        return source, config, sha
+        return source, config.replace(contract=1), sha
     from mvrt.checkpoint import load_checkpoint
 
     model, stored = load_checkpoint(source)
-    if config is not None and config != stored:
+    if config is not None and config.replace(contract=1) != stored:
         raise UsageError(f"{source}: the given config differs from the one stored in the checkpoint")
     return model, stored, sha or sha256_file(source)
 
@@ -83,7 +90,9 @@ def _trace(model: "torch.nn.Module", config: ModelConfig, opset: int) -> "onnx.M
     import torch
 
     device = next(model.parameters()).device
-    dummy = tuple(torch.zeros(_EXPORT_BATCH, *shape, device=device) for shape in config.input_shapes().values())
+    dtypes = config.input_dtypes()
+    dummy = tuple(torch.zeros(_EXPORT_BATCH, *shape, device=device, dtype=getattr(torch, dtypes[name]))
+                  for name, shape in config.input_shapes().items())
     names = list(config.input_names)
     axes = {name: {0: BATCH_AXIS} for name in [*names, OUTPUT_NAME]}
     buffer = io.BytesIO()

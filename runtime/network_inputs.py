@@ -21,7 +21,8 @@ def window_features(
     *,
     implementation: str = "auto",
 ) -> dict[str, np.ndarray]:
-    """Network inputs for one window, without the batch axis, float32.
+    """Network inputs for one window, without the batch axis, as the model's contract says:
+    float32, except contract 2's uint8 `video` (DESIGN §3).
 
     `audio` maps sample rate -> mono samples starting at the window start (cut or
     zero-padded to the window length here); `frames` is uint8 (frames, H, W, 3) RGB.
@@ -32,8 +33,13 @@ def window_features(
 
 
 def video_feeds(frames: np.ndarray, config: ModelConfig) -> dict[str, np.ndarray]:
-    """Every video input of the model from one window's uint8 (T, H, W, 3) frames: normalised,
-    and the slow pathway's subset of them (the feature cache stores the frames and calls this)."""
+    """Every video input of the model from one window's uint8 (T, H, W, 3) frames (the feature
+    cache stores the frames and calls this). Contract 1: normalised float32, and the slow
+    pathway's subset of them; contract 2: the uint8 frames as (3, T, H, W), which the graph
+    normalises and subsets itself."""
+    if config.contract == 2:
+        check_frames(frames, config.frontend)
+        return {name: np.ascontiguousarray(frames.transpose(3, 0, 1, 2)) for name in config.video_inputs}  # (3, T, H, W)
     video = normalize_frames(frames, config.frontend)  # (3, T, H, W)
     return {name: video if count == video.shape[1] else np.ascontiguousarray(video[:, slow_indices(video.shape[1], count)])
             for name, count in config.video_inputs.items()}
@@ -73,10 +79,16 @@ def fit_length(samples: np.ndarray, length: int) -> np.ndarray:
 
 def normalize_frames(frames: np.ndarray, frontend: FrontendConfig) -> np.ndarray:
     """uint8 (T, H, W, 3) RGB -> float32 (3, T, H, W), (x/255 - mean) / std."""
-    size = frontend.image_size
-    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[1:] != (size, size, 3):
-        raise UsageError(f"frames must be uint8 (T, {size}, {size}, 3), got {frames.dtype} {frames.shape}")
+    check_frames(frames, frontend)
     scale = np.float32(1.0 / (255.0 * frontend.video_std))
     offset = np.float32(frontend.video_mean / frontend.video_std)
     video = frames.transpose(3, 0, 1, 2)  # (3, T, H, W)
     return video.astype(np.float32) * scale - offset
+
+
+def check_frames(frames: np.ndarray, frontend: FrontendConfig) -> None:
+    """UsageError unless `frames` is uint8 (T, size, size, 3)."""
+    size = frontend.image_size
+    if not isinstance(frames, np.ndarray) or frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[1:] != (size, size, 3):
+        raise UsageError(f"frames must be uint8 (T, {size}, {size}, 3), got {getattr(frames, 'dtype', type(frames).__name__)} "
+                         f"{getattr(frames, 'shape', '')}")

@@ -18,7 +18,8 @@ from mvrt.errors import BackendError, UsageError
 
 
 class Engine(abc.ABC):
-    """Runs one model: feeds (name -> float32 array with a batch axis) to logits (B, classes)."""
+    """Runs one model: feeds (name -> array with a batch axis, of the dtype the model's contract
+    gives each input: float32, or uint8 for contract 2's `video`) to logits (B, classes)."""
 
     name: str = ""
 
@@ -26,6 +27,7 @@ class Engine(abc.ABC):
         self.path = Path(path)
         self.config = config
         self.input_shapes: dict[str, tuple[int, ...]] = config.input_shapes()  # without batch
+        self.input_dtypes: dict[str, np.dtype] = {n: np.dtype(d) for n, d in config.input_dtypes().items()}
         self.max_batch = max_batch
         self._loaded = False
 
@@ -60,7 +62,7 @@ class Engine(abc.ABC):
         return logits
 
     def check_feeds(self, feeds: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], int]:
-        """Feeds as contiguous float32 arrays in input order, and their common batch size."""
+        """Feeds as contiguous arrays (each of its input's dtype) in input order, and their common batch size."""
         if not isinstance(feeds, Mapping):
             raise UsageError(f"feeds must map input names to arrays, got {type(feeds).__name__}")
         names = self.config.input_names
@@ -71,7 +73,7 @@ class Engine(abc.ABC):
                 f"feeds do not match the model's inputs: missing {missing or 'none'}, unexpected "
                 f"{unexpected or 'none'} (expected {', '.join(names)})"
             )
-        checked = {name: _check_array(name, feeds[name], self.input_shapes[name]) for name in names}
+        checked = {name: _check_array(name, feeds[name], self.input_shapes[name], self.input_dtypes[name]) for name in names}
         batches = {name: a.shape[0] for name, a in checked.items()}
         if len(set(batches.values())) != 1:
             raise UsageError(f"inputs have different batch sizes: {batches}")
@@ -92,11 +94,13 @@ class Engine(abc.ABC):
     def _infer(self, feeds: dict[str, np.ndarray]) -> np.ndarray: ...
 
 
-def _check_array(name: str, value: object, shape: tuple[int, ...]) -> np.ndarray:
+def _check_array(name: str, value: object, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     if not isinstance(value, np.ndarray):
         raise UsageError(f"input {name!r} must be a numpy array, got {type(value).__name__}")
-    if value.dtype != np.float32:
-        raise UsageError(f"input {name!r} must be float32, got {value.dtype} (convert with .astype(np.float32))")
+    if value.dtype != dtype:
+        how = ("the model takes frames as uint8 (tensor contract 2); pass the decoded frames, not normalised floats"
+               if dtype == np.uint8 else f"convert with .astype(np.{dtype.name})")
+        raise UsageError(f"input {name!r} must be {dtype.name}, got {value.dtype} ({how})")
     if value.ndim != len(shape) + 1 or tuple(value.shape[1:]) != shape:
         raise UsageError(f"input {name!r} has shape {tuple(value.shape)}, expected (batch, {', '.join(map(str, shape))})")
     return np.ascontiguousarray(value)

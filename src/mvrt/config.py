@@ -23,7 +23,11 @@ from mvrt.errors import ModelError
 CLASSES: tuple[str, ...] = ("Excited", "Fear", "Neutral", "Relaxation", "Sad", "Tension")
 ARCHITECTURES: tuple[str, ...] = ("slowfast", "musicvideo")
 CONFIG_FORMAT = "mvrt-model"
-CONFIG_VERSION = 1
+CONFIG_VERSION = 2  # version 2 adds `contract`; a contract-1 config is still written as version 1
+# Tensor contracts (DESIGN §3): 1 = float32 video inputs per pathway (normalised, slow subset taken
+# by the runtime); 2 = one uint8 `video` input (B, 3, frames, size, size), normalised in the graph.
+CONTRACTS: tuple[int, ...] = (1, 2)
+VIDEO_INPUT_V2 = "video"
 
 # Audio inputs per architecture: name -> sample rate (DESIGN §3).
 AUDIO_INPUTS: dict[str, dict[str, int]] = {
@@ -125,6 +129,8 @@ class ModelConfig:
     audio_norm: tuple[tuple[str, AudioNorm], ...] = ()
     # Free-text provenance, e.g. "generated stand-in data, not MVED".
     trained_on: str = ""
+    # Tensor contract of the artifact's inputs (DESIGN §3); checkpoints and training use 1.
+    contract: int = 1
 
     def __post_init__(self) -> None:
         if not isinstance(self.arch, str) or self.arch not in ARCHITECTURES:
@@ -141,6 +147,8 @@ class ModelConfig:
         _set(self, "audio_norm", _norms(self.audio_norm, self.arch))
         if not isinstance(self.trained_on, str):
             raise _bad("trained_on", "a string", self.trained_on)
+        if isinstance(self.contract, bool) or self.contract not in CONTRACTS:
+            raise _bad("contract", f"one of {', '.join(map(str, CONTRACTS))}", self.contract)
         _check_window_size(self)
 
     @property
@@ -150,21 +158,40 @@ class ModelConfig:
 
     @property
     def video_inputs(self) -> dict[str, int]:
-        """Video input name -> frame count."""
+        """Video input name -> frame count, as the artifact takes them (its contract)."""
+        if self.contract == 2:
+            return {VIDEO_INPUT_V2: max(VIDEO_INPUTS[self.arch].values())}
         return dict(VIDEO_INPUTS[self.arch])
 
     @property
     def input_names(self) -> tuple[str, ...]:
-        """Input names in the order the network's forward() takes them."""
-        return (*AUDIO_INPUTS[self.arch], *VIDEO_INPUTS[self.arch])
+        """Input names of the artifact (ONNX graph, plan, served model), in graph order."""
+        return (*AUDIO_INPUTS[self.arch], *self.video_inputs)
 
     def input_shapes(self) -> dict[str, tuple[int, ...]]:
-        """Input name -> shape without the batch axis (DESIGN §3)."""
+        """Input name -> shape without the batch axis (DESIGN §3), under the config's contract."""
+        return self._shapes(self.video_inputs)
+
+    def input_dtypes(self) -> dict[str, str]:
+        """Input name -> numpy dtype name: float32, except contract 2's uint8 `video`."""
+        video = "uint8" if self.contract == 2 else "float32"
+        return {name: (video if name in self.video_inputs else "float32") for name in self.input_names}
+
+    @property
+    def network_input_names(self) -> tuple[str, ...]:
+        """Inputs of the PyTorch network's forward() (always contract 1: float video per pathway)."""
+        return (*AUDIO_INPUTS[self.arch], *VIDEO_INPUTS[self.arch])
+
+    def network_input_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Network input name -> shape without the batch axis (contract 1)."""
+        return self._shapes(VIDEO_INPUTS[self.arch])
+
+    def _shapes(self, video: Mapping[str, int]) -> dict[str, tuple[int, ...]]:
         fe = self.frontend
         shapes: dict[str, tuple[int, ...]] = {}
         for name, sr in AUDIO_INPUTS[self.arch].items():
             shapes[name] = (2, fe.n_mels, fe.audio_frames(sr))
-        for name, frames in VIDEO_INPUTS[self.arch].items():
+        for name, frames in video.items():
             shapes[name] = (3, frames, fe.image_size, fe.image_size)
         return shapes
 
@@ -178,6 +205,9 @@ class ModelConfig:
         data = dataclasses.asdict(self)
         data["classes"] = list(self.classes)
         data["audio_norm"] = {name: dataclasses.asdict(norm) for name, norm in self.audio_norm}
+        if self.contract == 1:  # written as before contracts existed: same bytes, older mvrt reads it
+            del data["contract"]
+            return {"format": CONFIG_FORMAT, "version": 1, **data}
         return {"format": CONFIG_FORMAT, "version": CONFIG_VERSION, **data}
 
     def to_json(self) -> str:
@@ -330,7 +360,7 @@ def _check_keys(data: Any, where: str, allowed: tuple[str, ...], required: tuple
 def _check_window_size(config: ModelConfig) -> None:
     fe = config.frontend
     rates = set(AUDIO_INPUTS[config.arch].values())
-    elements = sum(math.prod(shape) for shape in config.input_shapes().values())  # network inputs
+    elements = sum(math.prod(shape) for shape in config.network_input_shapes().values())  # network inputs
     elements += fe.frames * fe.image_size * fe.image_size * 3  # decoded frames
     elements += sum(fe.window_samples(sr) + (fe.n_fft // 2 + 1) * fe.audio_frames(sr) for sr in rates)  # audio, STFT
     if elements > MAX_WINDOW_ELEMENTS:

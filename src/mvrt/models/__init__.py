@@ -1,7 +1,7 @@
 """The paper's networks in PyTorch (needs the `torch` extra).
 
 `build_model(config)` returns a module whose forward takes the inputs positionally in
-`config.input_names` order and returns logits (B, len(config.classes)).
+`config.network_input_names` order and returns logits (B, len(config.classes)).
 """
 
 from __future__ import annotations

@@ -72,9 +72,9 @@ class AutoEncoder(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
-        self.input_names = tuple(config.input_names)
+        self.input_names = tuple(config.network_input_names)
         self.encoder = build_model(config)
-        shapes = config.input_shapes()
+        shapes = config.network_input_shapes()
         latents = _latent_shapes(self.encoder, shapes)
         self.decoders = nn.ModuleDict({
             name: BranchDecoder(latents[name][0], latents[name][1:], tuple(shapes[name][1:]), shapes[name][0])

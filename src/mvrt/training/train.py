@@ -228,7 +228,7 @@ def _inputs(batch: list[tuple[Path, int]], config: ModelConfig, device: str) -> 
     from mvrt.clip_cache import load_batch
 
     feeds = load_batch([p for p, _ in batch], config)
-    return [torch.from_numpy(feeds[name]).to(device, non_blocking=True) for name in config.input_names]
+    return [torch.from_numpy(feeds[name]).to(device, non_blocking=True) for name in config.network_input_names]
 
 
 def _precise_bn(model: "torch.nn.Module", items: list[tuple[Path, int]], run: _Run) -> None:
