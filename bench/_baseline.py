@@ -49,7 +49,7 @@ def run_baseline(path: str, windows: list, config, model) -> BaselineRun:
     logits = []
     with torch.inference_mode():
         for feed in feeds:
-            tensors = [torch.from_numpy(feed[name][None]) for name in config.input_names]  # (1, ...) each
+            tensors = [torch.from_numpy(feed[name][None]) for name in config.network_input_names]  # (1, ...) each
             logits.append(model(*tensors)[0].numpy())
     end = time.perf_counter()
     return BaselineRun(
@@ -171,7 +171,10 @@ def _area_weights(n_in: int, n_out: int) -> np.ndarray:
 
 
 def features_naive(audio: dict, frames: np.ndarray, config) -> dict[str, np.ndarray]:
-    """Network inputs of one window with librosa and numpy (same contract as window_features)."""
+    """The PyTorch network's inputs of one window (contract 1: float32 video per pathway) with librosa
+    and numpy, as `window_features` computes them for a contract-1 model."""
+    from mvrt.config import VIDEO_INPUTS
+
     fe = config.frontend
     feeds = {}
     for name, rate in config.audio_inputs.items():
@@ -182,7 +185,7 @@ def features_naive(audio: dict, frames: np.ndarray, config) -> dict[str, np.ndar
         feeds[name] = ((spec - mean) / std).astype(np.float32)
     video = (frames.astype(np.float32) / 255.0 - fe.video_mean) / fe.video_std
     video = np.ascontiguousarray(video.transpose(3, 0, 1, 2))  # (T, H, W, 3) -> (3, T, H, W)
-    for name, count in config.video_inputs.items():
+    for name, count in VIDEO_INPUTS[config.arch].items():  # the network's pathways, whatever the contract
         idx = np.round(np.linspace(0, fe.frames - 1, count)).astype(np.int64)
         feeds[name] = video if count == fe.frames else np.ascontiguousarray(video[:, idx])
     return feeds

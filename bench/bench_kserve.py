@@ -12,7 +12,8 @@ gives exit status 1. MLServer is found at `--mlserver`, `$MVRT_MLSERVER`, beside
 or on PATH; the client needs `tritonclient[grpc,http]`.
 
 The default model is the seeded random-init slowfast of bench_pipeline.py (`--width`, default
-1.0) with full 30 s windows (16.6 MB of float32 a window), cached in bench/.cache/. `--quick`
+1.0) with full 30 s windows, exported with tensor contract 2 (uint8 `video`: 5.5 MB a window on the
+wire; a contract-1 ONNX takes 16.6 MB of float32), cached in bench/.cache/. `--quick`
 is a CI smoke run (width 1/16, 2 windows a path, batches 1 and 2). Every loop is bounded, and
 the run stops adding measurements after `--max-wall-seconds`.
 """
@@ -36,7 +37,8 @@ TESTS_DIR = BENCH_DIR.parent / "tests"
 for _folder in (BENCH_DIR, TESTS_DIR):
     if str(_folder) not in sys.path:
         sys.path.insert(0, str(_folder))
-from _machine import bench_parser, fill_defaults, int_list, machine_info  # noqa: E402  (bench/ is not a package)
+from _feeds import random_feeds, window_bytes  # noqa: E402  (bench/ is not a package)
+from _machine import bench_parser, fill_defaults, int_list, machine_info  # noqa: E402
 from kserve_server import MLServer, ServedModel, mlserver_executable  # noqa: E402  (tests/ helper)
 
 CACHE_DIR = BENCH_DIR / ".cache"
@@ -185,7 +187,8 @@ def render(result: dict) -> str:
         f"{m['onnxruntime']}, tritonclient {m['tritonclient']}, MLServer {m['mlserver']}, python {m['python']}; "
         f"load average {m['load_average_1min_before']:.2f} -> {m['load_average_1min_after']:.2f}",
         f"model {model['arch']} width {model['width']:g}, {model['window_seconds']:g} s windows, "
-        f"{model['window_mb']:.1f} MB float32 a window; {result['settings']['threads']} ORT threads (local and server)",
+        f"{model['window_mb']:.1f} MB a window (tensor contract {model['contract']}: {model['input_dtypes']}); "
+        f"{result['settings']['threads']} ORT threads (local and server)",
         "",
         "| batch | path | per call (s) | per window (s) | vs local | overhead / window (s) | request (MB) "
         "| max abs dp |",
@@ -205,9 +208,7 @@ def render(result: dict) -> str:
 
 
 def _feeds(config, batch: int) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(0)
-    shapes = config.input_shapes()
-    return {name: rng.standard_normal((batch, *shape), dtype=np.float32) for name, shape in shapes.items()}
+    return random_feeds(config, batch, 0)  # each input of its dtype: uint8 `video` for contract 2
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -225,10 +226,10 @@ def _model_info(onnx_path: Path) -> dict:
     from mvrt.runtime.model_meta import read_onnx_config
 
     config = read_onnx_config(onnx_path)
-    shapes = config.input_shapes()
+    dtypes = ", ".join(f"{name} {dtype}" for name, dtype in config.input_dtypes().items())
     return {"onnx": str(onnx_path), "arch": config.arch, "width": config.width,
-            "window_seconds": config.frontend.window_seconds,
-            "window_mb": sum(4 * int(np.prod(s)) for s in shapes.values()) / 1e6}
+            "window_seconds": config.frontend.window_seconds, "contract": config.contract, "input_dtypes": dtypes,
+            "window_mb": window_bytes(config) / 1e6}
 
 
 def _machine(executable: str) -> dict:

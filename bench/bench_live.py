@@ -23,6 +23,7 @@ from pathlib import Path
 if str(Path(__file__).resolve().parent) not in sys.path:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _live_modes import measure_capacity, measure_latency, measure_soak  # noqa: E402  (bench/ is not a package)
+from _feeds import random_feeds  # noqa: E402
 from _live_support import load_average  # noqa: E402
 from _media import VideoSpec, check_height, ensure_video  # noqa: E402
 
@@ -140,11 +141,8 @@ def _warm_up(model) -> float:
     import statistics
     import time
 
-    import numpy as np
-
     engine = model._engine  # the benchmark times the engine alone once; the API does not expose it
-    rng = np.random.default_rng(0)
-    feeds = {n: rng.standard_normal((1, *s), dtype=np.float32) for n, s in model.config.input_shapes().items()}
+    feeds = random_feeds(model.config, 1, 0)  # of the model's contract: uint8 `video` for contract 2
     engine.infer(feeds)
     times = []
     for _ in range(3):

@@ -24,6 +24,7 @@ import numpy as np
 if str(Path(__file__).resolve().parent) not in sys.path:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _baseline  # noqa: E402  (sibling modules; bench/ is not a package)
+from _feeds import random_feeds  # noqa: E402
 from _machine import bench_parser, fill_defaults, machine_info as _machine_info  # noqa: E402
 from _media import SEED, StageTimes, VideoSpec, check_height, ensure_video  # noqa: E402
 
@@ -134,12 +135,12 @@ def benchmark(video: Path, checkpoint: Path, onnx_path: Path, args: argparse.Nam
     mvrt_runs, base_runs = [], []
     with open_engine(onnx_path, backend="onnxruntime", providers="cpu", threads=args.threads) as engine:
         _warm_up(engine, model, config)
-        for _ in range(args.repeat):
+        for _ in range(args.repeat):  # mvrt feeds the ONNX's own contract; the baseline feeds the network
             run, mvrt_feeds0, mvrt_audio0, mvrt_frames0, ort_logits = time_mvrt(
-                path, windows, config, engine, args.batch_size, implementation)
+                path, windows, engine.config, engine, args.batch_size, implementation)
             mvrt_runs.append(run)
             base_runs.append(_baseline.run_baseline(path, windows, config, model))
-        torch_logits0 = _torch_logits(model, config, mvrt_feeds0)
+        torch_logits0 = _torch_logits(model, engine.config, mvrt_feeds0)
         threads = engine.threads or _intra_threads()
     base = base_runs[-1]
     load = {"load_average_1min_before": round(load_before, 2), "load_average_1min_after": round(os.getloadavg()[0], 2)}
@@ -220,19 +221,21 @@ def _warm_up(engine, model, config) -> None:
     """Untimed: one batch-1 inference on each engine (first-call allocations), librosa imports."""
     import torch
 
-    rng = np.random.default_rng(SEED)
-    feeds = {n: rng.standard_normal((1, *s), dtype=np.float32) for n, s in config.input_shapes().items()}
-    engine.infer(feeds)
+    engine.infer(random_feeds(engine.config, 1, SEED))  # the ONNX's contract (uint8 video for contract 2)
     _baseline.warm_up()
+    feeds = random_feeds(config, 1, SEED, network=True)  # the network's own float inputs
     with torch.inference_mode():
-        model(*[torch.from_numpy(feeds[n]) for n in config.input_names])
+        model(*[torch.from_numpy(feeds[n]) for n in config.network_input_names])
 
 
 def _torch_logits(model, config, feeds: dict) -> np.ndarray:
+    """The network on one window of `config`'s contract (contract 2: normalised in torch, as in the graph)."""
     import torch
 
+    from mvrt.models.contract import with_contract
+
     with torch.inference_mode():
-        return model(*[torch.from_numpy(feeds[n][None]) for n in config.input_names])[0].numpy()  # (classes,)
+        return with_contract(model, config)(*[torch.from_numpy(feeds[n][None]) for n in config.input_names])[0].numpy()
 
 
 def summarise(mvrt_runs: list[MvrtRun], base_runs: list, media_seconds: float) -> dict:

@@ -63,9 +63,19 @@ def measure_latency(fp32_path: str | os.PathLike, int8_path: str | os.PathLike, 
     with bar, OnnxRuntimeEngine(fp32_path, providers="cpu", threads=threads) as fp32, \
             OnnxRuntimeEngine(int8_path, providers="cpu", threads=threads) as int8:
         for batch in batch_sizes:
-            fp32_ms, int8_ms = _median_ms(fp32, int8, synthetic_feeds(fp32.input_shapes, batch), rounds, bar)
+            fp32_ms, int8_ms = _median_ms(fp32, int8, _feeds(fp32, batch, synthetic_feeds), rounds, bar)
             rows.append(LatencyRow(batch, rounds, fp32_ms, int8_ms))
     return rows
+
+
+def _feeds(engine, batch: int, synthetic_feeds) -> dict[str, np.ndarray]:
+    """Seeded synthetic inputs of the engine's dtypes: random frames for a uint8 `video` (contract 2)."""
+    feeds = synthetic_feeds(engine.input_shapes, batch)
+    rng = np.random.default_rng(0)
+    for name, dtype in engine.input_dtypes.items():
+        if dtype == np.uint8:
+            feeds[name] = rng.integers(0, 256, feeds[name].shape, dtype=np.uint8)
+    return feeds
 
 
 def _median_ms(fp32, int8, feeds: dict[str, np.ndarray], rounds: int, bar) -> tuple[float, float]:

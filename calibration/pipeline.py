@@ -198,8 +198,11 @@ def _calibration_set(run: _Run) -> "CalibrationSet":
     from mvrt.data import discover
 
     clips = select_clips(discover(run.root, run.settings.split), run.settings.samples)
+    from mvrt.calibration.dataset import input_bytes_per_window
+
     classes = len({clip.label for clip in clips})
-    log.info("calibration: %d %s clips from %d classes", len(clips), run.settings.split, classes)
+    log.info("calibration: %d %s clips from %d classes; tensor contract %d, %d input bytes per window",
+             len(clips), run.settings.split, classes, run.config.contract, input_bytes_per_window(run.config))
     return build_calibration_set(clips, run.config, run.cache, progress=run.progress)
 
 
@@ -326,6 +329,7 @@ def _write_int8(proto: "onnx.ModelProto", staged: Path, out: Path) -> None:
 
 def _report(run: _Run, calib: "CalibrationSet", kept: _Quantised, sensitivity: "SensitivityResult | None",
             notes: list[str]) -> CalibrationReport:
+    from mvrt.calibration.dataset import input_bytes_per_window
     from mvrt.calibration.latency import cpu_int8_features, measure_latency
     from mvrt.calibration.quantize import quantized_nodes
 
@@ -341,7 +345,8 @@ def _report(run: _Run, calib: "CalibrationSet", kept: _Quantised, sensitivity: "
         quantized_layers=len(quantized_nodes(kept.proto)), comparison=kept.comparison, tried=kept.tried,
         sensitivity=sensitivity, latency=latency, cpu_features=tuple(cpu_int8_features()),
         settings={k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(settings).items()},
-        trained_on=run.config.trained_on, notes=tuple(notes))
+        trained_on=run.config.trained_on, notes=tuple(notes), contract=run.config.contract,
+        input_bytes_per_window=input_bytes_per_window(run.config), stored_bytes_per_window=calib.stored_bytes_per_window)
 
 
 def _check_engine_request(out: Path, engine: Path, tensorrt: "TensorRTSettings | None") -> None:

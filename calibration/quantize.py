@@ -8,7 +8,10 @@ What the graph gets, for TensorRT 10/11 and ONNX Runtime alike:
 - weights are stored as int8 initialisers behind a DequantizeLinear (TensorRT reads these
   pre-quantised weights directly); biases stay float32 (TensorRT has no INT32 DequantizeLinear);
 - everything else (ReLU, pooling, MMTM's sigmoid gating, ReduceMean, softmax-free logits)
-  stays float32, and any node named by `--exclude` keeps its inputs in float32.
+  stays float32, and any node named by `--exclude` keeps its inputs in float32;
+- a non-float graph input (tensor contract 2's uint8 `video`) and its Cast to float32 are never
+  quantised: the graph's own normalisation reads them, and the first Conv's input after it is
+  quantised like any other activation (`check_raw_inputs` refuses a graph that does otherwise).
 
 Activation ranges come from `mvrt.calibration.ranges`; this module only places Q/DQ nodes.
 """
@@ -25,7 +28,7 @@ from typing import Sequence
 
 from mvrt.errors import MissingDependencyError, ModelError, UsageError
 
-__all__ = ["OP_TYPES", "collapsed_bias_warnings", "quantizable_nodes", "quantize_qdq", "quantized_nodes",
+__all__ = ["OP_TYPES", "check_raw_inputs", "collapsed_bias_warnings", "quantizable_nodes", "quantize_qdq", "quantized_nodes",
            "resolve_excludes"]
 
 OP_TYPES = ("Conv", "Gemm", "MatMul")
@@ -98,8 +101,41 @@ def quantize_qdq(onnx_path: str | os.PathLike, ranges, *, exclude: Sequence[str]
         quantizer.quantize_model()
     quantizer.model.topological_sort()  # Q/DQ nodes are appended at the end; ONNX wants producers first
     proto = quantizer.model.model
+    _float_readers_read_floats(proto)
     _drop_shape_info(proto)
+    check_raw_inputs(proto, str(onnx_path))
     return proto
+
+
+def _float_readers_read_floats(proto) -> None:
+    """Nodes other than the quantised ops read an activation's float tensor, not its DequantizeLinear output.
+
+    ONNX Runtime's quantiser shares one Q/DQ pair between a quantised Conv and a data-movement reader of
+    the same tensor (contract 2: the fast pathway's Conv and the Gather taking the slow frames); the slow
+    pathway would then be quantised twice. Rerouted, the Gather reads the float frames and its own output
+    is quantised once for the slow Conv, as the `video_slow` input is under contract 1.
+    """
+    producers = {out: node for node in proto.graph.node for out in node.output}
+    original = {}
+    for node in proto.graph.node:
+        q = producers.get(node.input[0]) if node.op_type == "DequantizeLinear" else None
+        if q is not None and q.op_type == "QuantizeLinear":
+            original[node.output[0]] = q.input[0]
+    for node in proto.graph.node:
+        if node.op_type not in (*OP_TYPES, "QuantizeLinear", "DequantizeLinear"):
+            node.input[:] = [original.get(name, name) for name in node.input]
+
+
+def check_raw_inputs(proto, where: str) -> None:
+    """ModelError if a QuantizeLinear reads a non-float graph input or its Cast (contract 2's uint8 frames)."""
+    onnx = require_onnx()
+    raw = {v.name for v in proto.graph.input
+           if v.type.tensor_type.elem_type not in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16)}
+    casts = {out for node in proto.graph.node if node.op_type == "Cast" and node.input[0] in raw for out in node.output}
+    for node in proto.graph.node:
+        if node.op_type == "QuantizeLinear" and node.input[0] in raw | casts:
+            raise ModelError(f"{where}: the quantiser put QuantizeLinear {node.name!r} on the raw input "
+                             f"{node.input[0]!r}; the uint8 frames must reach the graph's normalisation unquantised")
 
 
 class _BiasWarningFilter(logging.Filter):

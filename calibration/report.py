@@ -36,13 +36,18 @@ class CalibrationReport:
     settings: dict = field(default_factory=dict, repr=False)
     trained_on: str = ""
     notes: tuple[str, ...] = ()  # cautions (small calibration or validation set), also logged as warnings
+    contract: int = 1  # tensor contract of the model's inputs (DESIGN §3)
+    input_bytes_per_window: int = 0  # one window's model inputs under that contract
+    stored_bytes_per_window: int = 0  # one window in the stacked calibration tensor file
 
     def to_dict(self) -> dict:
         return {
             "model": str(self.model), "int8_model": str(self.int8_model), "method": self.method,
             "quantizer": self.quantizer, "trained_on": self.trained_on,
             "calibration": {"sha256": self.calibration_sha256, "clips": self.calibration_clips,
-                            "split": self.calibration_split},
+                            "split": self.calibration_split, "contract": self.contract,
+                            "input_bytes_per_window": self.input_bytes_per_window,
+                            "stored_bytes_per_window": self.stored_bytes_per_window},
             "validation_split": self.validation_split, "excluded_layers": list(self.excluded),
             "quantized_layers": self.quantized_layers, "comparison": self.comparison.to_dict(),
             "methods_tried": {name: c.to_dict() for name, c in self.tried.items()},

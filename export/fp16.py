@@ -5,8 +5,14 @@ pass gives every node a precision: ops in `keep_fp32` run in float32, every othe
 float16. Float initializers and Constant values are stored in the precision of their
 consumers (a value feeding both kinds is stored twice); a Cast is inserted wherever a tensor
 crosses from one precision to the other (one Cast per tensor and direction). Graph inputs and
-outputs stay float32, with Casts at the boundary. Initializer names are kept where possible,
-so a weight keeps its name in the FP16 graph.
+outputs keep their types (float32, or contract 2's uint8 `video`), with Casts at the boundary.
+Initializer names are kept where possible, so a weight keeps its name in the FP16 graph.
+
+A non-float graph input (tensor contract 2's uint8 frames) is normalised by the graph itself:
+its Cast to float32 and the elementwise arithmetic right after it (`x * scale - offset`) stay
+float32 (the "input front"), and the result is cast to float16 once. So the FP16 graph sees
+exactly the float16 values a contract-1 FP16 graph gets from the runtime's float32
+normalisation: the two contracts give the same FP16 logits.
 """
 
 from __future__ import annotations
@@ -35,6 +41,8 @@ _ONNX_DOMAINS = ("", "ai.onnx")
 # Inputs that stay float32 whatever the op's precision (type constraint other than T).
 _FIXED_FLOAT_INPUTS = {"Resize": {2}, "Upsample": {1}}
 _CAST_SUFFIX = {True: "__to_fp32", False: "__to_fp16"}
+# Elementwise ops that stay float32 while they only read a non-float input's Cast and constants.
+_INPUT_FRONT_OPS = ("Add", "Div", "Mul", "Sub")
 
 
 @dataclass(frozen=True)
@@ -47,10 +55,11 @@ class Fp16Conversion:
     fp16_nodes: int
     casts_inserted: int
     clamped_values: int  # initializer values beyond +-65504 clipped to the float16 range
+    input_front_nodes: int = 0  # float32 nodes normalising non-float (uint8) graph inputs, not in kept_*
 
 
 def convert_to_fp16(model: "onnx.ModelProto", keep_fp32: Iterable[str] = KEEP_FP32) -> Fp16Conversion:
-    """A float16 copy of `model` (float32 I/O); ops whose type is in `keep_fp32` stay float32."""
+    """A float16 copy of `model` (same I/O types); ops whose type is in `keep_fp32` stay float32."""
     import onnx
 
     model_copy = onnx.ModelProto()
@@ -64,7 +73,8 @@ class _Converter:
         self.floats = _float_tensor_names(model)
         self.constants = _constant_tensors(self.graph)  # name -> TensorProto (float only)
         self.nodes = list(self.graph.node)  # held, so that id() of each node stays valid
-        self.is_fp32 = {id(n): self._keeps(n) for n in self.nodes}
+        self.front = _input_front(self.graph, self.nodes, self.floats, self.constants)  # ids of input-front nodes
+        self.is_fp32 = {id(n): id(n) in self.front or self._keeps(n) for n in self.nodes}
         self.dtype: dict[str, bool] = {}  # tensor -> True if float32 at this point of the walk
         self.casts: dict[tuple[str, bool], str] = {}
         self.constant_uses: dict[str, set[bool]] = {}  # constant -> precisions its consumers need
@@ -86,14 +96,15 @@ class _Converter:
             self._convert_node(node)
         self._cast_outputs()
         self._store_constants()
-        kept = [n.op_type for n in self.new_nodes if self.is_fp32.get(id(n))]
+        kept = [n.op_type for n in self.new_nodes if self.is_fp32.get(id(n)) and id(n) not in self.front]
         fp16 = [n for n in self.new_nodes if self.is_fp32.get(id(n)) is False and _makes_float(n, self.floats)]
         nodes = [_copy(n) for n in self.new_nodes]
         del self.graph.node[:]
         self.graph.node.extend(nodes)
         del self.graph.value_info[:]  # stale types; the checker re-infers them
         return Fp16Conversion(model=self.model, kept_ops=tuple(sorted(set(kept))), kept_nodes=len(kept),
-                              fp16_nodes=len(fp16), casts_inserted=len(self.casts), clamped_values=self.clamped)
+                              fp16_nodes=len(fp16), casts_inserted=len(self.casts), clamped_values=self.clamped,
+                              input_front_nodes=len(self.front))
 
     # --- nodes ------------------------------------------------------------------------------
 
@@ -185,6 +196,28 @@ class _Converter:
                 self.new_nodes.append(onnx.helper.make_node(
                     "Cast", [internal], [value.name], name=f"{value.name}__to_fp32", to=onnx.TensorProto.FLOAT))
                 self.casts[(internal, True)] = value.name
+
+
+def _input_front(graph, nodes: list, floats: set[str], constants: dict) -> set[int]:
+    """ids of the nodes that turn a non-float graph input into float32 values: its Cast to float32,
+    then each elementwise op (`_INPUT_FRONT_OPS`) reading only such values and constants."""
+    import onnx
+
+    raw_inputs = {v.name for v in graph.input if v.name not in floats}
+    values: set[str] = set()
+    front: set[int] = set()
+    for node in nodes:
+        if node.domain not in _ONNX_DOMAINS:
+            continue
+        is_cast = (node.op_type == "Cast" and node.input[0] in raw_inputs
+                   and any(a.name == "to" and a.i == onnx.TensorProto.FLOAT for a in node.attribute))
+        reads = [x for x in node.input if x]
+        is_arith = (node.op_type in _INPUT_FRONT_OPS and any(x in values for x in reads)
+                    and all(x in values or x in constants for x in reads))
+        if is_cast or is_arith:
+            front.add(id(node))
+            values.update(node.output)
+    return front
 
 
 def _makes_float(node, floats: set[str]) -> bool:

@@ -49,6 +49,8 @@ def export_onnx(checkpoint_or_model: "str | os.PathLike | torch.nn.Module", conf
 
     config = config.replace(contract=contract)
     proto = _trace(with_contract(model, config), config, opset)
+    if contract == 2:
+        _network_node_names(proto)
     add_metadata(proto, {CONFIG_KEY: config.to_json(), CHECKPOINT_SHA_KEY: checkpoint_sha256 or ""})
     return save_single_file(proto, out_path)
 
@@ -107,6 +109,37 @@ def _trace(model: "torch.nn.Module", config: ModelConfig, opset: int) -> "onnx.M
     finally:
         model.train(was_training)
     return onnx.load_from_string(buffer.getvalue())
+
+
+_WRAPPED = "/network/"  # how torch may scope the nodes of the network behind `Uint8VideoInputs`
+INPUT_FRONT_SCOPE = "/input_front/"  # contract 2's own nodes: the frames' normalisation and slow subset
+_FRONT_OPS = ("Cast", "Mul", "Sub", "Gather")
+
+
+def _network_node_names(proto: "onnx.ModelProto") -> None:
+    """Give the network's nodes the names they have under contract 1 (`/network/stem/...` -> `/stem/...`), so
+    that layer names (`--exclude`, the sensitivity report) do not depend on the contract; the contract's own
+    nodes (found by structure: what reads the uint8 input before the network does) move under `/input_front/`."""
+    front = _input_front_nodes(proto.graph)
+    for i, node in enumerate(proto.graph.node):
+        if i in front:
+            node.name = INPUT_FRONT_SCOPE + node.name.rsplit("/", 1)[-1]
+        elif node.name.startswith(_WRAPPED):
+            node.name = "/" + node.name[len(_WRAPPED):]
+
+
+def _input_front_nodes(graph) -> set[int]:
+    """Indices of the nodes that turn the uint8 `video` input into the network's float pathways, with their Constants."""
+    constants = {n.output[0]: i for i, n in enumerate(graph.node) if n.op_type == "Constant"}
+    values = {v.name for v in graph.input if v.type.tensor_type.elem_type == 2}  # TensorProto.UINT8
+    front: set[int] = set()
+    for i, node in enumerate(graph.node):
+        reads = [x for x in node.input if x]
+        if node.op_type in _FRONT_OPS and any(x in values for x in reads) and all(x in values or x in constants for x in reads):
+            front.add(i)
+            front.update(constants[x] for x in reads if x in constants)
+            values.update(node.output)
+    return front
 
 
 def add_metadata(proto: "onnx.ModelProto", entries: dict[str, str]) -> None:

@@ -2,12 +2,15 @@
 
 Both run the same two sets of inputs, each compared on its own:
 - a seeded random batch shaped per the model config (`check_batch`): audio channel 0 ~ N(0, 1)
-  (a normalised log-mel), channel 1 uniform in [-pi, pi] (phase), video ~ N(0, 1);
+  (a normalised log-mel), channel 1 uniform in [-pi, pi] (phase), video ~ N(0, 1) for float
+  inputs (contract 1) and uniform random frames in 0..255 for contract 2's uint8 `video`;
 - real windows (`media_batch`): a stand-in clip (`mvrt.standin`: H.264 + AAC, 64x48 at 15 fps,
   32 kHz, one model window long, so one window) read exactly as inference reads it
   (`iter_input_features`, which calls `window_features`), so the check also sees the value
   ranges of the model's own normalised features, which random samples do not.
-Reported per set: max |Δlogits|, that difference relative to the set's logit scale, and top-1
+Both sets reach torch and the graph as the SAME arrays: the reference is the checkpoint's network
+behind `mvrt.models.contract.with_contract`, so for a contract-2 graph torch gets the uint8 frames
+too and normalises them itself (as the graph must). Reported per set: max |Δlogits|, that difference relative to the set's logit scale, and top-1
 agreement; the check passes when both sets meet the precision's bounds.
 
 The logit scale is the largest centred logit of the reference, max |z - mean_classes(z)|:
@@ -111,10 +114,15 @@ class ParityReport:
 
 
 def check_batch(config: ModelConfig, batch: int = CHECK_BATCH, seed: int = 0) -> dict[str, np.ndarray]:
-    """Seeded random float32 feeds (batch, *shape) for every input of `config`."""
+    """Seeded random feeds (batch, *shape) for every input of `config`, each of its input's dtype:
+    float32 (audio; contract 1's video), or uniform uint8 frames for contract 2's `video`."""
     rng = np.random.default_rng(seed)
+    dtypes = config.input_dtypes()
     feeds = {}
     for name, shape in config.input_shapes().items():
+        if dtypes[name] == "uint8":
+            feeds[name] = rng.integers(0, 256, (batch, *shape), dtype=np.uint8)
+            continue
         x = rng.standard_normal((batch, *shape), dtype=np.float32)
         if name in config.audio_inputs:
             x[:, 1] = rng.uniform(-np.pi, np.pi, (batch, *shape[1:]))  # phase channel
@@ -170,17 +178,25 @@ def compare_logits(reference: np.ndarray, candidate: np.ndarray, precision: str,
 
 
 def torch_logits(model: "torch.nn.Module", config: ModelConfig, feeds: dict[str, np.ndarray]) -> np.ndarray:
-    """Reference logits of a torch module in eval mode (CPU, float32)."""
+    """Reference logits of a torch module in eval mode (CPU, float32) for feeds of `config`'s contract.
+
+    `model` is the network (contract 1, as checkpoints hold it); for a contract-2 `config` it runs
+    behind `with_contract`, which normalises the uint8 `video` feed and takes the slow subset in
+    torch. A module that already takes contract-2 inputs (`Uint8VideoInputs`) is used as it is.
+    """
     import torch
 
-    was_training = model.training
-    model.eval()
+    from mvrt.models.contract import Uint8VideoInputs, with_contract
+
+    network = model if isinstance(model, Uint8VideoInputs) else with_contract(model, config)
+    was_training = network.training
+    network.eval()
     try:
         with torch.inference_mode():
-            inputs = [torch.from_numpy(feeds[name]) for name in config.input_names]
-            return model(*inputs).float().cpu().numpy()
+            inputs = [torch.from_numpy(np.ascontiguousarray(feeds[name])) for name in config.input_names]
+            return network(*inputs).float().cpu().numpy()
     finally:
-        model.train(was_training)
+        network.train(was_training)
 
 
 def onnxruntime_logits(onnx_path: str | os.PathLike, feeds: dict[str, np.ndarray]) -> np.ndarray:
@@ -220,7 +236,7 @@ def _reference_model(reference, config: ModelConfig):
         from mvrt.checkpoint import load_checkpoint
 
         model, stored = load_checkpoint(reference)
-        if stored != config:
+        if stored != config.replace(contract=stored.contract):  # checkpoints hold the network (contract 1)
             raise ModelError(f"{Path(reference)}: checkpoint config differs from the ONNX model's; they are not the same model")
         return model
     return reference

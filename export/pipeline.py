@@ -1,6 +1,8 @@
 """`mvrt export`: checkpoint -> checked ONNX (FP32 or FP16) -> optional TensorRT plan.
 
-Steps: trace the checkpoint to FP32 ONNX (`export_onnx`), convert to FP16 if asked, record
+Steps: trace the checkpoint to FP32 ONNX (`export_onnx`, under tensor contract 2 by default:
+uint8 `video` normalised in the graph; contract 1 for the float inputs older mvrt versions and
+other tools feed), convert to FP16 if asked, record
 the precision in the metadata (`mvrt_precision`, plus `mvrt_fp32_ops` for FP16), check every
 op against TensorRT's ONNX parser, run the ONNX checker (full), measure parity against torch
 on ONNX Runtime CPU, and only then move the file into place: a model that fails a check is
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mvrt.artifacts import EXPORT_PRECISIONS, FP32_OPS_KEY, PRECISION_KEY
+from mvrt.config import CONTRACTS
 from mvrt.errors import MissingDependencyError, ModelError, UsageError
 from mvrt.export.fp16 import Fp16Conversion
 from mvrt.export.opcheck import OpCheckReport
@@ -26,6 +29,9 @@ from mvrt.export.parity import CHECK_BATCH, ParityReport
 from mvrt.export.build_settings import TensorRTSettings
 
 log = logging.getLogger(__name__)
+
+DEFAULT_CONTRACT = 2
+_CONTRACT_INPUTS = {1: "float32 video per pathway, as older mvrt versions and other tools feed", 2: "uint8 video"}
 
 
 @dataclass(frozen=True)
@@ -41,13 +47,16 @@ class ExportResult:
     fp16: Fp16Conversion | None = None
     engine_path: Path | None = None
     engine_sidecar: dict | None = None
+    contract: int = DEFAULT_CONTRACT
 
     def summary_lines(self) -> list[str]:
-        lines = [f"wrote {self.onnx_path} ({self.precision}, opset {self.opset}, from {self.checkpoint.name})"]
+        lines = [f"wrote {self.onnx_path} ({self.precision}, opset {self.opset}, from {self.checkpoint.name})",
+                 f"inputs: contract {self.contract} ({_CONTRACT_INPUTS[self.contract]})"]
         if self.fp16 is not None:
             kept = ", ".join(self.fp16.kept_ops) or "none"
+            inputs = "float32 graph inputs" if self.contract == 1 else "float32 audio inputs, the uint8 video input"
             lines.append(f"fp16: {self.fp16.fp16_nodes} nodes in float16, {self.fp16.kept_nodes} kept in float32 "
-                         f"({kept}), {self.fp16.casts_inserted} casts; graph inputs and logits stay float32")
+                         f"({kept}), {self.fp16.casts_inserted} casts; {inputs} and float32 logits are kept")
         lines += [self.opcheck.summary(), self.parity.summary()]
         if self.engine_path is not None:
             lines.append(f"wrote {self.engine_path} and {self.engine_path.name}.json")
@@ -63,29 +72,42 @@ def default_onnx_path(checkpoint: str | os.PathLike, precision: str) -> Path:
 def export_model(checkpoint: str | os.PathLike, onnx_path: str | os.PathLike | None = None, *,
                  precision: str = "fp32", opset: int = 18, parity_batch: int = CHECK_BATCH, seed: int = 0,
                  engine_path: str | os.PathLike | None = None,
-                 tensorrt: TensorRTSettings | None = None) -> ExportResult:
-    """Export `checkpoint` to a checked ONNX model (and a TensorRT plan when `engine_path` is given)."""
+                 tensorrt: TensorRTSettings | None = None, contract: int = DEFAULT_CONTRACT) -> ExportResult:
+    """Export `checkpoint` to a checked ONNX model (and a TensorRT plan when `engine_path` is given).
+
+    `contract` is the tensor contract of the graph's inputs (DESIGN §3): 2 (default) takes the
+    frames as uint8 `video` and normalises them in the graph; 1 takes float32 video per pathway.
+    """
     checkpoint = Path(checkpoint)
-    out = check_export_request(checkpoint, onnx_path, precision, parity_batch, engine_path, tensorrt)
-    log.info("export %s -> %s: precision %s, opset %d, parity batch %d (seed %d)", checkpoint, out, precision, opset, parity_batch, seed)
+    out = check_export_request(checkpoint, onnx_path, precision, parity_batch, engine_path, tensorrt, contract)
+    log.info("export %s -> %s: precision %s, opset %d, tensor contract %d, parity batch %d (seed %d)", checkpoint, out,
+             precision, opset, contract, parity_batch, seed)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"onnx_path {out}: cannot create its folder: {exc.strerror}", setting="onnx_path") from None
     with tempfile.TemporaryDirectory(prefix=".mvrt-export-", dir=out.parent) as tmp:  # same file system
         staged = Path(tmp) / out.name
-        opcheck, fp16 = _stage(checkpoint, staged, out, precision, opset)
+        opcheck, fp16 = _stage(checkpoint, staged, out, precision, opset, contract)
         from mvrt.export.parity import onnx_parity
 
         parity = onnx_parity(staged, checkpoint, precision, batch=parity_batch, seed=seed)
         log.info("%s", parity.summary())
         parity.raise_if_failed(str(out))
         os.replace(staged, out)
-    result = ExportResult(checkpoint, out, precision, opset, opcheck, parity, fp16)
+    result = ExportResult(checkpoint, out, precision, opset, opcheck, parity, fp16, contract=contract)
     if engine_path is None:
         return result
     sidecar = _build_engine(out, Path(engine_path), tensorrt or TensorRTSettings(precision=precision), checkpoint)
-    return ExportResult(checkpoint, out, precision, opset, opcheck, parity, fp16, Path(engine_path), sidecar)
+    return ExportResult(checkpoint, out, precision, opset, opcheck, parity, fp16, Path(engine_path), sidecar, contract)
+
+
+def check_contract(contract: object) -> int:
+    """The tensor contract to export (1 or 2); anything else is a one-line UsageError."""
+    if isinstance(contract, bool) or contract not in CONTRACTS:
+        raise UsageError(f"contract {contract!r}: choose 2 (uint8 video, the default) or 1 (float32 video per "
+                         "pathway, for older mvrt versions and other tools)", setting="contract")
+    return int(contract)
 
 
 def check_precision(precision: str) -> None:
@@ -100,9 +122,10 @@ def check_precision(precision: str) -> None:
 
 def check_export_request(checkpoint: str | os.PathLike, onnx_path: str | os.PathLike | None, precision: str,
                          parity_batch: int = CHECK_BATCH, engine_path: str | os.PathLike | None = None,
-                         tensorrt: TensorRTSettings | None = None) -> Path:
+                         tensorrt: TensorRTSettings | None = None, contract: int = DEFAULT_CONTRACT) -> Path:
     """Validate an export request without doing it (TensorRT must be importable for an engine); returns the ONNX path."""
     checkpoint = Path(checkpoint)
+    check_contract(contract)
     out = Path(onnx_path) if onnx_path is not None else default_onnx_path(checkpoint, precision)
     _check_request(checkpoint, out, precision, parity_batch, engine_path, tensorrt)
     _require_export_packages()
@@ -170,14 +193,14 @@ def require_tensorrt() -> None:
 
 
 def _stage(checkpoint: Path, staged: Path, out: Path, precision: str,
-           opset: int) -> tuple[OpCheckReport, Fp16Conversion | None]:
+           opset: int, contract: int = DEFAULT_CONTRACT) -> tuple[OpCheckReport, Fp16Conversion | None]:
     """Write the checked model to `staged` (errors name `out`); returns the op check and the FP16 conversion."""
     import onnx
 
     from mvrt.export.onnx_export import add_metadata, export_onnx, save_single_file
     from mvrt.export.opcheck import check_tensorrt_ops
 
-    export_onnx(checkpoint, None, staged, opset=opset)
+    export_onnx(checkpoint, None, staged, opset=opset, contract=contract)
     proto = onnx.load(str(staged))
     meta = {PRECISION_KEY: precision}
     fp16 = None

@@ -5,7 +5,10 @@ both behave alike): precision comes from the ONNX graph (FP32, FP16-converted, o
 never from builder flags. For FP32 graphs TF32 is switched off so the plan computes in real
 FP32. One optimization profile covers batch min/opt/max for every input over the model's
 fixed per-sample shapes. The timing cache persists in a file when one is named (loaded if it
-exists, saved after the build). The plan is written plain (exactly the serialized bytes, as
+exists, saved after the build). Inputs keep their ONNX types: contract 2's `video` is uint8 and
+the graph's own Cast normalises it (checked against the model config before the build). With
+a DLA core the 2-D audio pathways go on the DLA and the rest on the GPU (export/dla_layers.py).
+The plan is written plain (exactly the serialized bytes, as
 `trtexec --loadEngine` reads them) and `<plan>.json` beside it (runtime/engines/sidecar.py).
 """
 
@@ -66,7 +69,7 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, s
     _check_version(trt)
     cuda_runtime.use_device(device)
     gpu_name, capability = cuda_runtime.device_name_and_capability(device)
-    serialized, cache_loaded = _build(trt, plan)
+    serialized, cache_loaded, placement = _build(trt, plan)
     sidecar = EngineSidecar(
         plan_sha256="", plan_bytes=len(serialized), tensorrt_version=str(trt.__version__), gpu_name=gpu_name,
         compute_capability=capability, precision=plan.precision, batch=plan.batch,
@@ -75,6 +78,7 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, s
         version_compatible=plan.version_compatible, exclude_lean_runtime=plan.exclude_lean_runtime,
         dla_core=plan.dla_core, workspace_bytes=plan.workspace_bytes,
         timing_cache=str(plan.timing_cache) if plan.timing_cache else None, timing_cache_loaded=cache_loaded,
+        layer_devices=placement.as_dict() if placement is not None else None,
         source=plan.source, created_utc=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     )
     return write_engine(serialized, plan.engine_path, sidecar)
@@ -144,8 +148,9 @@ def _check_version(trt: Any) -> None:
         raise BackendError(f"TensorRT {trt.__version__} is too old; mvrt builds with TensorRT {MIN_TENSORRT_MAJOR}.x or 11.x")
 
 
-def _build(trt: Any, plan: BuildPlan) -> tuple[bytes, bool]:
-    """Parse, configure, build; returns the serialized plan and whether a cache file was loaded."""
+def _build(trt: Any, plan: BuildPlan) -> tuple[bytes, bool, Any]:
+    """Parse, configure, build; returns the serialized plan, whether a cache file was loaded, and the
+    DLA layer placement (None without a DLA core)."""
     logger = capturing_logger(trt)
     builder = trt.Builder(logger)
     if builder is None:
@@ -165,24 +170,29 @@ def _build(trt: Any, plan: BuildPlan) -> tuple[bytes, bool]:
         config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
         if plan.exclude_lean_runtime:
             config.set_flag(trt.BuilderFlag.EXCLUDE_LEAN_RUNTIME)
-    if plan.dla_core is not None:
-        _use_dla(trt, builder, config, plan.dla_core)
+    placement = _use_dla(trt, builder, config, network, plan) if plan.dla_core is not None else None
     _log_start(trt, plan)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise BackendError(f"{plan.onnx_path}: TensorRT could not build the engine: {logger.last_errors()}")
     if plan.timing_cache:
         _atomic_write(plan.timing_cache, bytes(memoryview(config.get_timing_cache().serialize())))
-    return bytes(memoryview(serialized)), cache_loaded
+    return bytes(memoryview(serialized)), cache_loaded, placement
 
 
 def _profile(builder: Any, network: Any, plan: BuildPlan) -> Any:
-    """One profile: (batch, *per-sample shape) for every input, checked against the config."""
+    """One profile: (batch, *per-sample shape) for every input, checked against the config (shapes and types)."""
     shapes = plan.config.input_shapes()
-    found = {network.get_input(i).name: tuple(network.get_input(i).shape) for i in range(network.num_inputs)}
+    inputs = [network.get_input(i) for i in range(network.num_inputs)]
+    found = {t.name: tuple(t.shape) for t in inputs}
     expected = {name: (-1, *shape) for name, shape in shapes.items()}
     if found != expected:
         raise ModelError(f"{plan.onnx_path}: graph inputs {found} do not match its mvrt config {expected}; re-export it")
+    types = {t.name: _type_name(t.dtype) for t in inputs}
+    wanted = {name: _TRT_TYPES[dtype] for name, dtype in plan.config.input_dtypes().items()}
+    if types != wanted:
+        raise ModelError(f"{plan.onnx_path}: graph input types {types} do not match its mvrt config (tensor contract "
+                         f"{plan.config.contract}: {wanted}); re-export it")
     profile = builder.create_optimization_profile()
     b = plan.batch
     for name, shape in shapes.items():
@@ -202,13 +212,21 @@ def _attach_timing_cache(config: Any, path: Path | None) -> bool:
     return bool(data)
 
 
-def _use_dla(trt: Any, builder: Any, config: Any, core: int) -> None:
+def _use_dla(trt: Any, builder: Any, config: Any, network: Any, plan: BuildPlan) -> Any:
+    """The audio pathways on the DLA core, the rest on the GPU; returns the LayerPlacement."""
+    from mvrt.export.dla_layers import use_dla_for_audio
+
     cores = int(getattr(builder, "num_DLA_cores", 0) or 0)
-    if core >= cores:
-        raise UsageError(f"dla_core {core}: this device has {cores} DLA core(s)", setting="dla_core")
-    config.default_device_type = trt.DeviceType.DLA
-    config.DLA_core = core
-    config.set_flag(trt.BuilderFlag.GPU_FALLBACK)  # layers DLA cannot run go to the GPU
+    if plan.dla_core >= cores:
+        raise UsageError(f"dla_core {plan.dla_core}: this device has {cores} DLA core(s)", setting="dla_core")
+    return use_dla_for_audio(trt, config, network, plan.config, plan.dla_core)
+
+
+_TRT_TYPES = {"float32": "FLOAT", "uint8": "UINT8"}  # numpy dtype name -> trt.DataType name
+
+
+def _type_name(dtype: Any) -> str:
+    return getattr(dtype, "name", str(dtype).rsplit(".", 1)[-1])
 
 
 def _log_start(trt: Any, plan: BuildPlan) -> None:

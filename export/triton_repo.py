@@ -3,8 +3,8 @@
 `write_triton_repository(model, repo_dir)` writes `repo_dir/<name>/config.pbtxt` and `1/model.onnx`
 (FP32, FP16 or calibrated INT8 Q/DQ ONNX: platform onnxruntime_onnx) or `1/model.plan` with its sidecar
 `1/model.plan.json` (a plan from `mvrt export --engine`: tensorrt_plan). The config comes from the model:
-inputs and outputs from the ONNX graph (a plan: its sidecar's model config, float32 I/O as DESIGN §3 says,
-or the ONNX it was built from), `max_batch_size` and preferred batch sizes from the plan's batch profile
+inputs and outputs from the ONNX graph (a plan: its sidecar's model config, I/O as DESIGN §3 says for its
+tensor contract: TYPE_FP32, TYPE_UINT8 for contract 2's `video`; or the ONNX it was built from), `max_batch_size` and preferred batch sizes from the plan's batch profile
 (configs that ask a plan for more than its profile are what Triton users keep tripping over) or the graph's
 batch axis, and the mvrt config JSON and precision as `parameters`, so a KServe V2 client can rebuild the
 front-end. The text format is written here (no tritonclient needed); the tests parse it with tritonclient's
@@ -39,6 +39,7 @@ _VARIABLE = "variable"
 _ONNX_TO_TRITON = {1: "TYPE_FP32", 2: "TYPE_UINT8", 3: "TYPE_INT8", 4: "TYPE_UINT16", 5: "TYPE_INT16", 6: "TYPE_INT32",
                    7: "TYPE_INT64", 8: "TYPE_STRING", 9: "TYPE_BOOL", 10: "TYPE_FP16", 11: "TYPE_FP64",
                    12: "TYPE_UINT32", 13: "TYPE_UINT64", 16: "TYPE_BF16"}
+_NUMPY_TO_TRITON = {"float32": "TYPE_FP32", "uint8": "TYPE_UINT8"}  # ModelConfig.input_dtypes() values
 _PLATFORMS = {"onnx": ("onnxruntime_onnx", "onnxruntime", "model.onnx"), "plan": ("tensorrt_plan", "tensorrt", "model.plan")}
 
 
@@ -168,7 +169,8 @@ def _describe_plan(path: Path, source_onnx) -> _Model:
                          f"batches from 1 up; rebuild the plan with a profile 1:{sidecar.batch.opt}:{sidecar.batch.max}")
     config = sidecar.model_config
     if source_onnx is None:
-        inputs = tuple(TritonTensor(n, "TYPE_FP32", (-1, *s)) for n, s in config.input_shapes().items())
+        dtypes = config.input_dtypes()  # contract 2: uint8 `video`
+        inputs = tuple(TritonTensor(n, _NUMPY_TO_TRITON[dtypes[n]], (-1, *s)) for n, s in config.input_shapes().items())
         outputs = (TritonTensor(OUTPUT_NAME, "TYPE_FP32", (-1, len(config.classes))),)
     else:
         inputs, outputs = _plan_tensors_from_onnx(path, Path(source_onnx), sidecar)

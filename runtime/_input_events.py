@@ -49,8 +49,11 @@ def input_events(
     implementation: str,
     read_timeout_seconds: float | None,
     stop: threading.Event | None = None,
+    decode: str = "auto",
 ) -> Iterator[object]:
-    """FileStarted, SourceEvents, WindowItems and a final FileDone; a failure raises its MediaError."""
+    """FileStarted, SourceEvents, WindowItems and a final FileDone; a failure raises its MediaError.
+
+    `decode` picks the video decoder ("auto", "cpu", "nvdec", "v4l2"; `hw_decode`)."""
     stop = stop or threading.Event()
     counts, progress = DecodeCounts(), _Progress()
     hop = model.frontend.window_seconds if hop_seconds is None else hop_seconds
@@ -60,7 +63,7 @@ def input_events(
             for event in iter_input_features(
                 path, model, hop_seconds=hop_seconds, options=options, implementation=implementation,
                 read_timeout_seconds=read_timeout_seconds, counts=counts, first_index=progress.next_index,
-                offset_seconds=progress.offset_seconds, stop=stop,
+                offset_seconds=progress.offset_seconds, stop=stop, decode=decode,
             ):
                 if isinstance(event, InputOpened):
                     live = event.live

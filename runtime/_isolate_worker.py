@@ -1,8 +1,9 @@
 """The decode worker of `isolate=True`: run as `python -m mvrt.runtime._isolate_worker`.
 
 It reads one JSON request per input (a path, with "audio" set for a pair of files) on stdin and answers on stdout with the input's events
-(`_wire` framing): started, one header and raw arrays per window, done (with the error's class
-and message if the input failed). It exits when stdin closes. Anything a library prints goes
+(`_wire` framing): started, one header and raw arrays per window (each input's array as the
+model's contract gives it: float32, or uint8 `video`), done (with the error's class and message
+if the input failed). It exits when stdin closes. Anything a library prints goes
 to stderr, never into the protocol.
 """
 
@@ -45,7 +46,7 @@ def _serve(request: dict, out) -> None:
     item = MediaPair(str(audio), path) if audio is not None else path
     model = ModelConfig.from_dict(request["model"])
     config = PipelineConfig(hop_seconds=request["hop_seconds"], frontend=request["frontend"],
-                            read_timeout_seconds=request["read_timeout_seconds"])
+                            read_timeout_seconds=request["read_timeout_seconds"], decode=request.get("decode", "auto"))
     for event in guarded_events(LocalSource(model, config).file_events(item), item):
         if isinstance(event, FileStarted):
             send_json(out, {"event": "started", "windows": event.windows})

@@ -65,11 +65,13 @@ def pair_origin(*containers) -> float:
 
 
 def decode_pair(pair: MediaPair, sound, picture, windows: list[Window], config: ModelConfig, timeout: float | None,
-                counts, stop: threading.Event | None) -> Iterator[tuple[Window, dict, object, float]]:
+                counts, stop: threading.Event | None, decode: str = "auto",
+                ) -> Iterator[tuple[Window, dict, object, float]]:
     """(window, {rate: mono samples}, uint8 frames, ready time) of each window of an open pair.
 
     Audio and video are each decoded from their own file in a thread of their own; `counts`
-    (a `window_reader.DecodeCounts`) gathers what both decoders skipped.
+    (a `window_reader.DecodeCounts`) gathers what both decoders skipped; `decode` picks the
+    video decoder (`hw_decode`).
     """
     fe = config.frontend
     origin = pair_origin(sound[0], picture[0])
@@ -77,7 +79,7 @@ def decode_pair(pair: MediaPair, sound, picture, windows: list[Window], config: 
     samples = prefetch(window_audio(*sound, windows, pair.audio, rates, fe.window_seconds, stats=counts.audio,
                                     timeout=timeout, feed=AudioFeed(origin=origin)), depth=2, name="mvrt-audio")
     frames = prefetch(window_frames(*picture, windows, pair.video, fe.frames, fe.image_size, origin,
-                                    stats=counts.video, timeout=timeout), depth=2, name="mvrt-video")
+                                    stats=counts.video, timeout=timeout, decode=decode), depth=2, name="mvrt-video")
     try:
         for window in windows:
             if stop is not None and stop.is_set():

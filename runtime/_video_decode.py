@@ -16,6 +16,11 @@ skipped and counted.
 Each chosen frame is resized once and held once, however many windows show it: a window's
 array is assembled only when the window is released, so memory is bounded by the window
 length and the frame rate, not by the overlap of the windows.
+
+`decode` ("auto", "cpu", "nvdec", "v4l2"; `hw_decode`) says which decoder makes the frames.
+Only the decoding differs: the packets sent, the frame choice by presentation time and the
+resize (`_video_resize.to_rgb`; a frame still on the GPU is copied to system memory inside
+`reformat`) are the same code for every decoder.
 """
 
 from __future__ import annotations
@@ -28,12 +33,13 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import av
 import numpy as np
-from av.video.reformatter import Interpolation
 
 from mvrt.errors import UsageError
+from mvrt.runtime import hw_decode
 from mvrt.runtime._gop_skip import skip_gops
 from mvrt.runtime._h264_refs import H264Refs
 from mvrt.runtime._packet_skip import LOOKAHEAD_PACKETS, Feed, SkipPlan, decode_packets, packets_to_decode
+from mvrt.runtime._video_resize import Converter as _Converter
 from mvrt.runtime._video_targets import GapLog, GapWatch, Targets, WindowFrames
 from mvrt.runtime.probe import (
     DEFAULT_READ_TIMEOUT_SECONDS,
@@ -84,8 +90,21 @@ class _Feed(Feed):
         self.skip_gops = skip_gops and self.shared  # the one-pass reading's stand-in for seeks
 
 
+class _OwnContext:
+    """What `decode_packets` decodes with when the decoder is not the stream's own (NVDEC, V4L2)."""
+
+    type = "video"
+
+    def __init__(self, context):
+        self.decode = context.decode
+
+
 class _Decoder:
-    """Forward decoding of one video stream with optional index-guided seeks."""
+    """Forward decoding of one video stream with optional index-guided seeks.
+
+    `choice` (`hw_decode.DecodeChoice`) says which decoder: the stream's own codec context
+    (CPU), or one of its own (`hw_decode.open_decoder`), flushed after every seek.
+    """
 
     def __init__(
         self,
@@ -97,8 +116,13 @@ class _Decoder:
         skip: SkipPlan | None,
         timeout: float | None = None,
         feed: "_Feed | None" = None,
+        choice: hw_decode.DecodeChoice | None = None,
     ):
         self.container, self.stream, self.path, self.stats = container, stream, path, stats
+        self.choice = choice or hw_decode.DecodeChoice("cpu", stream.codec_context.name, "decode='cpu'")
+        self.context = hw_decode.open_decoder(stream, self.choice, path)
+        self._decoding = _OwnContext(self.context) if self.choice.own_context else stream
+        self._undecodable_before = stats.undecodable_packets
         self.timeout = timeout
         self.feed = feed or _Feed()
         self.targets: Targets | None = None  # set by window_frames (GOP skipping asks it)
@@ -130,7 +154,7 @@ class _Decoder:
 
     def _decode(self) -> Iterator["av.VideoFrame"]:
         try:  # the packets end with an empty one, which flushes
-            yield from decode_packets(self.stream, self._packets(), self.stats, self.path, self.feed.on_send)
+            yield from decode_packets(self._decoding, self._packets(), self.stats, self.path, self.feed.on_send)
         except av.error.FFmpegError as exc:  # reading packets failed (decoding errors are skipped)
             where = f" near {self.last_time:.2f} s" if self.last_time is not None else ""
             problem = f"video decoding failed{where} ({ffmpeg_reason(exc)}); the file is corrupt or truncated"
@@ -139,8 +163,13 @@ class _Decoder:
     def next_frame(self) -> tuple["av.VideoFrame", float] | None:
         frame = next(self._frames, None)
         if frame is None:
+            rejected = self.stats.undecodable_packets > self._undecodable_before
+            if self.last_time is None and self.choice.own_context and rejected:
+                raise hw_decode.decoded_nothing(self.path, self.choice)
             return None
         self.stats.frames_decoded += 1
+        if self.last_time is None:
+            self._first_frame(frame)
         if frame.time is not None:
             time = float(frame.time)
         else:  # no timestamp: assume the nominal frame rate (so every frame must be decoded)
@@ -149,6 +178,13 @@ class _Decoder:
             time = self.last_time + self.frame_seconds if self.last_time is not None else 0.0
         self.last_time = time
         return frame, time
+
+    def _first_frame(self, frame) -> None:
+        """NVDEC under decode='auto' may hand a stream the GPU cannot decode to the software decoder."""
+        if self.choice.kind == "nvdec" and not hw_decode.on_device(frame):
+            _log.warning("%s: NVDEC cannot decode this %s video (%s); FFmpeg decodes it in software, on one "
+                         "thread (decode='cpu' decodes it on every core)", self.path, self.choice.codec_name,
+                         frame.format.name)
 
     def _keyframe_before(self, target: float) -> tuple[int, int] | None:
         """(index entry, timestamp) of the last indexed keyframe at or before `target`."""
@@ -195,6 +231,8 @@ class _Decoder:
         except av.error.FFmpegError as exc:
             problem = f"seeking in the video failed ({ffmpeg_reason(exc)})"
             raise read_error(self.path, exc, problem, self.timeout) from None
+        if self.choice.own_context:  # the container's seek flushes the stream's own context only
+            self.context.flush_buffers()
         self.stats.seeks += 1
         self._frames = self._decode()
         return self.next_frame()
@@ -214,32 +252,6 @@ class _Decoder:
             )
         except av.error.FFmpegError:
             self.allow_seek = False
-
-
-# Area averaging with full-resolution chroma: without the FULL_CHR flags swscale computes the
-# chroma of packed RGB output per pair of pixels, bleeding colour between neighbours.
-_INTERPOLATION = Interpolation.AREA | Interpolation.FULL_CHR_H_INT | Interpolation.FULL_CHR_H_INP
-
-
-def to_rgb(frame: "av.VideoFrame", size: int) -> np.ndarray:
-    """Whole frame (no crop) area-resized to uint8 RGB (size, size, 3) inside `reformat`."""
-    small = frame.reformat(width=size, height=size, format="rgb24", interpolation=_INTERPOLATION)
-    return small.to_ndarray()
-
-
-class _Converter:
-    """Resize a frame once, however many targets it is displayed at."""
-
-    def __init__(self, size: int, stats: VideoDecodeStats):
-        self.size, self.stats = size, stats
-        self._frame = None
-        self._image = None
-
-    def __call__(self, frame: "av.VideoFrame") -> np.ndarray:
-        if frame is not self._frame:  # a copy: no FFmpeg frame stays alive behind the image
-            self._frame, self._image = frame, to_rgb(frame, self.size).copy()
-            self.stats.frames_converted += 1
-        return self._image
 
 
 def _check_windows(windows: Sequence[Window], frames: int, size: int) -> None:
@@ -296,6 +308,7 @@ def iter_window_frames(
     skip_nonref: bool = True,
     stats: VideoDecodeStats | None = None,
     read_timeout_seconds: float | None = DEFAULT_READ_TIMEOUT_SECONDS,
+    decode: str = "auto",
 ) -> Iterator[np.ndarray]:
     """Per window (in order): uint8 (frames, size, size, 3) RGB frames displayed at its targets.
 
@@ -303,17 +316,18 @@ def iter_window_frames(
     all windows (overlapping ones share it); `seek=False` forbids seeking, and
     `skip_nonref=False` decodes even the non-reference frames that no target shows. `stats`
     counts the work done and the packets skipped; a read waiting `read_timeout_seconds` for
-    data is a MediaError (None: wait for ever).
+    data is a MediaError (None: wait for ever). `decode` picks the decoder (`hw_decode`).
     """
     name = os.fspath(path)
     _check_windows(windows, frames, size)
+    hw_decode.check_decode(decode)
     timeout = check_read_timeout(read_timeout_seconds)
     if not windows:
         return
     with open_media(name, read_timeout_seconds=timeout) as container:
         stream = first_video_stream(container, name)
         yield from window_frames(container, stream, windows, name, frames, size, origin_seconds(container),
-                                 seek=seek, skip_nonref=skip_nonref, stats=stats, timeout=timeout)
+                                 seek=seek, skip_nonref=skip_nonref, stats=stats, timeout=timeout, decode=decode)
 
 
 def window_frames(
@@ -332,19 +346,23 @@ def window_frames(
     feed: _Feed | None = None,
     live: bool = False,
     gaps: GapLog | None = None,
+    decode: str = "auto",
 ) -> Iterator[np.ndarray]:
     """`iter_window_frames` on an open container: windows may be endless (a live source).
 
     `feed` supplies the packets (a shared demux: then no seeking); `live` skips the
     end-of-file checks (a stream has no claimed end) and forgets old targets; `gaps` records
-    where frames were missing and the previous one was held.
+    where frames were missing and the previous one was held; `decode` picks the decoder
+    (`hw_decode`: "auto", "cpu", "nvdec", "v4l2"), logged once per input.
     """
     stats = stats if stats is not None else VideoDecodeStats()
     skipped_before = stats.undecodable_packets
     targets = Targets(windows, frames, origin, prune=live)
     out = WindowFrames(frames)
     skip = _skip_plan(stream, targets, path) if skip_nonref else None
-    decoder = _Decoder(container, stream, path, stats, seek and feed is None, skip, timeout, feed)
+    choice = hw_decode.choose_decoder(decoder_context(stream, path, "video").name, decode, path)
+    hw_decode.log_choice(path, choice)
+    decoder = _Decoder(container, stream, path, stats, seek and feed is None, skip, timeout, feed, choice)
     decoder.targets = targets
     if decoder.allow_seek and isinstance(windows, Sequence) and len(windows):
         times = np.sort(np.concatenate([w.frame_times(frames) for w in windows])) + origin

@@ -4,7 +4,8 @@
 - `iter_window_audio(path, windows, sample_rates, window_seconds)` yields, per window,
   mono float32 samples at each rate (one decode pass, soxr HQ streaming resampling).
 - `iter_window_frames(path, windows, frames, size)` yields, per window, the uint8 RGB frames
-  displayed at its target instants (one threaded forward pass, index-guided seeks).
+  displayed at its target instants (one threaded forward pass, index-guided seeks);
+  `decode="auto" | "cpu" | "nvdec" | "v4l2"` picks the decoder (`hw_decode`), never the frames.
 - `decode_audio(path, sample_rate)` decodes a whole file's audio (tools and tests).
 
 Each opens the file for its own stream (the feature cache reads split audio/video files this
@@ -30,7 +31,8 @@ MediaError instead of a hang.
 from __future__ import annotations
 
 from mvrt.runtime._audio_decode import AudioDecodeStats, decode_audio, frame_to_mono, iter_window_audio
-from mvrt.runtime._video_decode import MIN_SKIP_SECONDS, VideoDecodeStats, iter_window_frames, to_rgb
+from mvrt.runtime._video_decode import MIN_SKIP_SECONDS, VideoDecodeStats, iter_window_frames
+from mvrt.runtime._video_resize import to_rgb
 from mvrt.runtime.probe import DEFAULT_READ_TIMEOUT_SECONDS, MediaInfo, open_media, probe
 
 __all__ = [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -27,10 +27,19 @@ class BenchRow:
         return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
 
 
-def synthetic_feeds(input_shapes: dict[str, tuple[int, ...]], batch: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """Seeded standard-normal float32 inputs with a batch axis."""
+def synthetic_feeds(input_shapes: dict[str, tuple[int, ...]], batch: int, seed: int = 0,
+                    input_dtypes: Mapping[str, str | np.dtype] | None = None) -> dict[str, np.ndarray]:
+    """Seeded inputs with a batch axis: standard-normal float32, or uniform 0..255 for a uint8 input
+    (tensor contract 2's `video`) where `input_dtypes` (name -> dtype; float32 when absent) says so."""
     rng = np.random.default_rng(seed)
-    return {name: rng.standard_normal((batch, *shape), dtype=np.float32) for name, shape in input_shapes.items()}
+    dtypes = {name: np.dtype((input_dtypes or {}).get(name, np.float32)) for name in input_shapes}
+    return {name: _random(rng, (batch, *shape), dtypes[name]) for name, shape in input_shapes.items()}
+
+
+def _random(rng: np.random.Generator, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    if dtype == np.uint8:
+        return rng.integers(0, 256, size=shape, dtype=np.uint8)
+    return rng.standard_normal(shape, dtype=np.float32).astype(dtype, copy=False)
 
 
 def bench_engine(engine, batch_sizes: Sequence[int], *, warmup: int = 3, iterations: int = 20,
@@ -46,7 +55,7 @@ def bench_engine(engine, batch_sizes: Sequence[int], *, warmup: int = 3, iterati
 
 
 def _bench_one(engine, batch: int, warmup: int, iterations: int, clock) -> BenchRow:
-    feeds = synthetic_feeds(engine.input_shapes, batch)
+    feeds = synthetic_feeds(engine.input_shapes, batch, input_dtypes=getattr(engine, "input_dtypes", None))
     for _ in range(warmup):
         engine.infer(feeds)
     seconds = np.empty(iterations)
@@ -59,11 +68,15 @@ def _bench_one(engine, batch: int, warmup: int, iterations: int, clock) -> Bench
                     float(np.percentile(ms, 99)), float(ms.mean()), float(batch / seconds.mean()))
 
 
+_JSON_ONLY = ("providers", "provider_options")  # in the JSON; the title shows `provider` (the one used) instead
+
+
 def settings_title(setting: dict) -> str:
     """The table's header line: model, then architecture, backend and precision, then the other settings."""
     shown = ("model", "arch", "backend", "precision")
+    rest = ", ".join(f"{k}={v}" for k, v in setting.items()
+                     if k not in shown and k not in _JSON_ONLY and v not in (None, False, [], {}))
     how = ", ".join(str(setting[k]) for k in shown[1:] if setting.get(k))
-    rest = ", ".join(f"{k}={v}" for k, v in setting.items() if k not in shown and v not in (None, False))
     return f"mvrt bench: {setting.get('model')} ({how})" + (f"; {rest}" if rest else "")
 
 

@@ -5,8 +5,9 @@ front-end of each input run in a worker process (`python -m mvrt.runtime._isolat
 the pipeline keeps the engine. A worker that dies (a segfault, the OOM killer) or stops making
 progress fails its input with a one-line error; a fresh worker takes the next input.
 
-The worker sends JSON headers and raw float32 arrays over a pipe (`_wire`): nothing is ever
-unpickled, and every array must have exactly the shape the model takes.
+The worker sends JSON headers and raw arrays over a pipe (`_wire`): nothing is ever unpickled,
+and every array must have exactly the shape and dtype the model takes (its config's contract:
+float32, or uint8 `video` for contract 2, 1 byte a pixel on the pipe too).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class IsolatedSource:
     def __init__(self, model: ModelConfig, config):
         self.model, self.config = model, config
         self._shapes = model.input_shapes()
+        self._dtypes = {name: np.dtype(dtype) for name, dtype in model.input_dtypes().items()}
         self._proc: subprocess.Popen | None = None
         self._lock = threading.Lock()
         self._closed = False
@@ -68,6 +70,7 @@ class IsolatedSource:
         return {"path": input_name(item), "audio": audio_of(item), "model": self.model.to_dict(),
                 "hop_seconds": config.hop_seconds,
                 "frontend": config.frontend, "read_timeout_seconds": config.read_timeout_seconds,
+                "decode": config.decode,  # the worker decodes: it takes the video decoder setting too
                 "log_level": logging.getLogger("mvrt").getEffectiveLevel()}
 
     def _events(self, reader: FrameReader, path: str, audio: str | None) -> Iterator[object]:
@@ -79,7 +82,7 @@ class IsolatedSource:
             elif kind == "window":
                 window = Window(_count(message["index"]), float(message["start_seconds"]),
                                 float(message["window_seconds"]), float(message["span_seconds"]))
-                feeds = {name: reader.array(np.dtype(np.float32), self._shapes[name]) for name in self.model.input_names}
+                feeds = {name: reader.array(self._dtypes[name], self._shapes[name]) for name in self.model.input_names}
                 yield WindowItem(path, window, feeds, _seconds(message.get("ready_monotonic")),
                                  _seconds(message.get("gap_seconds", 0.0)) or 0.0, audio)
             elif kind == "done":

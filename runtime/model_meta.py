@@ -137,7 +137,10 @@ def describe_model(path: str | os.PathLike) -> dict:
     config = read_model_config(path)
     body = {k: v for k, v in config.to_dict().items() if k not in ("format", "version")}
     info = {"path": str(path), "format": path.suffix.lower().lstrip("."), "precision": model_precision(path), **body}
+    info["contract"] = config.contract  # the tensor contract of its inputs (DESIGN §3); 1 for checkpoints
     info["inputs"] = {name: ["batch", *shape] for name, shape in config.input_shapes().items()}
+    info["input_dtypes"] = config.input_dtypes()  # float32; uint8 `video` under contract 2
+    info["window_input_bytes"] = input_bytes_per_window(config)
     info["output"] = {"logits": ["batch", len(config.classes)]}
     if info["format"] == "safetensors":
         info["parameters"] = _count_parameters(read_safetensors_header(path))
@@ -152,6 +155,15 @@ def describe_model(path: str | os.PathLike) -> dict:
     info["size_bytes"] = path.stat().st_size
     info["sha256"] = sha256_file(path)
     return info
+
+
+def input_bytes_per_window(config: ModelConfig) -> int:
+    """Bytes of one window's inputs as the model takes them (30 s slowfast: 16.6 MB under contract 1,
+    5.5 MB under contract 2, whose `video` is uint8)."""
+    import numpy as np
+
+    dtypes = config.input_dtypes()
+    return sum(np.dtype(dtypes[n]).itemsize * math.prod(shape) for n, shape in config.input_shapes().items())
 
 
 def model_precision(path: str | os.PathLike) -> str:

@@ -29,6 +29,7 @@ from mvrt.errors import BackendError, MvrtError, UnexpectedError, UsageError
 from mvrt.runtime._input_events import input_events
 from mvrt.runtime._threads import put_unless_stopped
 from mvrt.runtime.events import FileDone, FileStarted, SourceEvent, WindowItem, input_key, utc_now
+from mvrt.runtime.hw_decode import check_decode, check_decode_available
 from mvrt.runtime.inputs import InputItem, MediaPair, as_input, audio_of, input_name
 from mvrt.runtime.probe import check_read_timeout, one_line
 from mvrt.runtime.results import VideoResult, WindowResult, sigmoid, softmax
@@ -54,6 +55,8 @@ class PipelineConfig:
     source: SourceOptions = field(default_factory=SourceOptions)
     # Files decoded at the same time (live sources always each have their own decoder).
     jobs: int = 1
+    # The video decoder: "auto" (NVDEC where a CUDA GPU can, else the CPU), "cpu", "nvdec", "v4l2" (Jetson).
+    decode: str = "auto"
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -63,6 +66,7 @@ class PipelineConfig:
         if isinstance(self.jobs, bool) or not isinstance(self.jobs, int) or self.jobs < 1:
             raise UsageError(f"jobs must be a positive integer, got {self.jobs!r}", setting="jobs")
         check_read_timeout(self.read_timeout_seconds)
+        check_decode(self.decode)
 
 
 _END = object()
@@ -105,6 +109,8 @@ def run_pipeline(
     check_engine_fits(engine, config)
     names = [as_input(p) for p in paths]
     _check_pairs(names, config)
+    if names:
+        check_decode_available(config.decode, input_name(names[0]))
     live = [p for p in names if not isinstance(p, MediaPair) and is_live_path(p, config.source)]
     if config.source.reconnect and not any(can_reconnect(p) for p in names if not isinstance(p, MediaPair)):
         raise UsageError("reconnect=True reopens network sources (tcp://, udp://, rtsp://, http://, ...); "
@@ -168,7 +174,7 @@ class LocalSource:
             return pair_events(item, self.model, config, self.stop)
         return input_events(item, self.model, hop_seconds=config.hop_seconds, options=config.source,
                             implementation=config.frontend, read_timeout_seconds=config.read_timeout_seconds,
-                            stop=self.stop)
+                            stop=self.stop, decode=config.decode)
 
     def close(self) -> None:
         pass
@@ -182,7 +188,7 @@ def pair_events(pair: MediaPair, model: ModelConfig, config: PipelineConfig,
     counts = DecodeCounts()
     for event in iter_pair_features(pair, model, hop_seconds=config.hop_seconds, options=config.source,
                                     implementation=config.frontend, read_timeout_seconds=config.read_timeout_seconds,
-                                    counts=counts, stop=stop):
+                                    counts=counts, stop=stop, decode=config.decode):
         if isinstance(event, InputOpened):
             yield FileStarted(pair.video, event.windows, pair.audio)
         else:
@@ -384,7 +390,8 @@ class _State:
 
 
 def infer_windows(engine, items: list[WindowItem]) -> list[WindowResult]:
-    """One engine call on the windows stacked into a batch: a WindowResult per window, in order."""
+    """One engine call on the windows stacked into a batch: a WindowResult per window, in order.
+    Each input keeps its dtype when stacked (contract 2's `video` stays uint8, 1 byte a pixel)."""
     names = engine.config.input_names
     feeds = {name: np.stack([item.feeds[name] for item in items]) for name in names}  # (B, ...) each
     logits = np.asarray(engine.infer(feeds), dtype=np.float32)  # (B, C)

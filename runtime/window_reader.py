@@ -154,15 +154,18 @@ def iter_file_features(
     implementation: str = "auto",
     read_timeout_seconds: float | None = DEFAULT_READ_TIMEOUT_SECONDS,
     counts: DecodeCounts | None = None,
+    decode: str = "auto",
 ) -> Iterator[tuple[Window, dict[str, np.ndarray]]]:
-    """Yield (window, inputs) for the given windows of a file, from one demux pass."""
+    """Yield (window, inputs) for the given windows of a file, from one demux pass.
+
+    `decode` picks the video decoder ("auto", "cpu", "nvdec", "v4l2"; `hw_decode`)."""
     name = os.fspath(path)
     timeout = check_read_timeout(read_timeout_seconds)
     counts = counts if counts is not None else DecodeCounts()
     with open_media(name, read_timeout_seconds=timeout) as container:
         audio, video = _streams(container, name)
         plan = _Plan(name, False, windows, origin_seconds(container))
-        for item in _decode(container, audio, video, plan, config, implementation, timeout, counts):
+        for item in _decode(container, audio, video, plan, config, implementation, timeout, counts, decode=decode):
             yield item.window, item.feeds
 
 
@@ -178,18 +181,20 @@ def iter_input_features(
     first_index: int = 0,
     offset_seconds: float = 0.0,
     stop: threading.Event | None = None,
+    decode: str = "auto",
 ) -> Iterator[InputOpened | WindowFeatures]:
     """`InputOpened`, then a `WindowFeatures` per window as it completes, from one open of `path`.
 
     `first_index` and `offset_seconds` continue the window numbering and media clock of an
     earlier connection to the same live source (reconnection). Once `stop` is set, reading
     ends at the next packet (a live source's window in progress is dropped). A `MediaPair`
-    is read as `iter_pair_features` says (a file, never live).
+    is read as `iter_pair_features` says (a file, never live). `decode` picks the video decoder
+    ("auto", "cpu", "nvdec", "v4l2"; `hw_decode`).
     """
     timeout = check_read_timeout(read_timeout_seconds)
     counts = counts if counts is not None else DecodeCounts()
     if isinstance(path, MediaPair):
-        yield from _pair_features(path, config, hop_seconds, options, implementation, timeout, counts, stop)
+        yield from _pair_features(path, config, hop_seconds, options, implementation, timeout, counts, stop, decode)
         return
     name = os.fspath(path)
     window_seconds = config.frontend.window_seconds
@@ -211,7 +216,7 @@ def iter_input_features(
             windows = file_windows_for(duration, window_seconds, hop_seconds, options)
             plan = _Plan(name, False, windows, origin_seconds(container))
             yield InputOpened(name, False, len(windows))
-        yield from _decode(container, audio, video, plan, config, implementation, timeout, counts, stop)
+        yield from _decode(container, audio, video, plan, config, implementation, timeout, counts, stop, decode)
 
 
 def iter_pair_features(pair: MediaPair, config: ModelConfig, **settings) -> Iterator[InputOpened | WindowFeatures]:
@@ -230,13 +235,13 @@ def iter_pair_features(pair: MediaPair, config: ModelConfig, **settings) -> Iter
 
 def _pair_features(pair: MediaPair, config: ModelConfig, hop_seconds: float | None, options: SourceOptions,
                    implementation: str, timeout: float | None, counts: DecodeCounts,
-                   stop: threading.Event | None) -> Iterator[InputOpened | WindowFeatures]:
+                   stop: threading.Event | None, decode: str) -> Iterator[InputOpened | WindowFeatures]:
     with open_pair(pair, timeout) as (sound, picture):
         duration = pair_duration(pair, sound, picture, timeout)
         windows = file_windows_for(duration, config.frontend.window_seconds, hop_seconds, options)
         yield InputOpened(pair.video, False, len(windows))
         for window, audio_part, video_part, ready in decode_pair(pair, sound, picture, windows, config, timeout,
-                                                                 counts, stop):
+                                                                 counts, stop, decode):
             feeds = window_features(audio_part, video_part, config, implementation=implementation)
             yield WindowFeatures(window, feeds, ready)
 
@@ -284,7 +289,7 @@ def _stamped(items: Iterator, shared: SharedDemux, kind: str) -> Iterator[tuple[
 
 def _decode(container, audio, video, plan: _Plan, config: ModelConfig, implementation: str,
             timeout: float | None, counts: DecodeCounts, stop: threading.Event | None = None,
-            ) -> Iterator[WindowFeatures]:
+            decode: str = "auto") -> Iterator[WindowFeatures]:
     """The windows of `plan` from one pass over the container's packets."""
     fe, path, live = config.frontend, plan.path, plan.live
     clock = LiveClock(path) if live else None
@@ -310,7 +315,7 @@ def _decode(container, audio, video, plan: _Plan, config: ModelConfig, implement
     # instead of decoding a whole window's frames in a burst once its audio is complete.
     frames = prefetch(_stamped(window_frames(container, video, video_windows, path, fe.frames, fe.image_size, origin,
                                              stats=counts.video, timeout=timeout, feed=video_feed, live=live,
-                                             gaps=gaps[1]), shared, "video"),
+                                             gaps=gaps[1], decode=decode), shared, "video"),
                       depth=2, name="mvrt-video")
     try:
         for window in windows:

@@ -1,4 +1,4 @@
-"""Skip-or-fail guards for GPU tests: a missing TensorRT or CUDA skips, unless MVRT_REQUIRE_GPU=1."""
+"""Skip-or-fail guards for GPU tests: a missing TensorRT, CUDA or NVDEC skips, unless MVRT_REQUIRE_GPU=1."""
 
 from __future__ import annotations
 
@@ -47,3 +47,17 @@ def require_tensorrt_runtime():
         require_cuda()
         return module
     _missing("neither 'tensorrt' nor 'tensorrt_lean' is installed")
+
+
+def require_nvdec(codec: str = "h264") -> None:
+    """A CUDA device FFmpeg can decode `codec` on with NVDEC (PyAV's cuda hwaccel); skips (or fails) otherwise.
+
+    Asks FFmpeg itself (`mvrt.runtime.hw_decode`), not cuda-python: NVDEC needs only the driver.
+    """
+    from mvrt.runtime import hw_decode
+
+    found, why = hw_decode.cuda_device()
+    if not found:
+        _missing(f"NVDEC is not available: {why}")
+    if not hw_decode.nvdec_supports(codec):
+        _missing(f"this FFmpeg has no NVDEC decoder for {codec}")

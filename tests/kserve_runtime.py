@@ -24,7 +24,8 @@ from mlserver.types import InferenceRequest, InferenceResponse, MetadataTensor
 from mlserver.utils import get_model_uri
 
 REQUEST_LOG_PREFIX = "mvrt-test request for "
-_DATATYPES = {"tensor(float)": "FP32", "tensor(double)": "FP64", "tensor(int64)": "INT64", "tensor(int32)": "INT32"}
+_DATATYPES = {"tensor(float)": "FP32", "tensor(double)": "FP64", "tensor(int64)": "INT64", "tensor(int32)": "INT32",
+              "tensor(uint8)": "UINT8"}  # UINT8: contract 2's `video`
 
 
 class OnnxRuntimeModel(MLModel):

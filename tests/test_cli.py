@@ -163,6 +163,24 @@ def test_info_shows_model_metadata(capsys, tiny_models):
     assert code == 0 and "precision: fp32" in out.splitlines()[2]
 
 
+def test_info_lists_onnxruntime_providers_and_the_tensorrt_cache(capsys, tiny_models, tmp_path):
+    import onnxruntime as ort
+
+    model = tmp_path / "m.onnx"
+    model.write_bytes(tiny_models["slowfast"].onnx.read_bytes())
+    code, out, err = run(capsys, "info", model, "--json")
+    assert code == 0, err
+    shown = json.loads(out)["onnxruntime"]
+    assert shown["available"] == ort.get_available_providers() and shown["chosen"][-1] == "CPUExecutionProvider"
+    cache = shown["tensorrt_cache"]
+    assert cache["root"] == f"{model}.ort-trt-cache" and cache["beside_model"] and cache["exists"] is False
+    code, out, err = run(capsys, "info", model)
+    lines = {line.split(":", 1)[0].strip(): line.split(":", 1)[1].strip() for line in out.splitlines()}
+    assert lines["providers"].startswith(", ".join(shown["chosen"]))
+    assert lines["tensorrt cache"].startswith(f"{model}.ort-trt-cache (not created yet")
+    assert not (tmp_path / "m.onnx.ort-trt-cache").exists()  # info writes nothing
+
+
 def test_missing_model_is_one_line_error(capsys, clip_10s, tmp_path):
     code, out, err = run(capsys, "infer", clip_10s, "--model", tmp_path / "nope.onnx")
     assert code != 0 and out == ""

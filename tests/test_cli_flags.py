@@ -26,7 +26,8 @@ PASS_THROUGH = {"errors.py", "runtime/isolate.py", "_ray_tasks.py"}
 # Settings of the Python API that no command has, by design.
 API_SETTINGS = {"label",  # mvrt.standin.write_standin_clip's class (`mvrt standin` makes every class)
                 "max_batch",  # KServeEngine's largest batch (sizes its gRPC messages; the CLI passes batch_size)
-                "stall_timeout_seconds", "max_inputs_in_flight"}  # run_on_ray's bounds (the CLI keeps the defaults)
+                "stall_timeout_seconds", "max_inputs_in_flight",  # run_on_ray's bounds (the CLI keeps the defaults)
+                "device_id"}  # OnnxRuntimeEngine's GPU index (the CLI names it in --providers cuda:N)
 
 
 def run(capsys, *argv):

@@ -32,6 +32,12 @@ def _parsed(config_path):
     return text_format.Parse(config_path.read_text(), model_config_pb2.ModelConfig())
 
 
+def model_config_type(value: int) -> str:
+    from tritonclient.grpc import model_config_pb2
+
+    return model_config_pb2.DataType.Name(value)
+
+
 def test_export_writes_the_onnx_it_made_as_a_triton_model(tiny_models, tmp_path, capsys):
     onnx, repo = tmp_path / "tiny.onnx", tmp_path / "models"
     for _ in range(2):  # a rerun replaces the model folder
@@ -45,7 +51,10 @@ def test_export_writes_the_onnx_it_made_as_a_triton_model(tiny_models, tmp_path,
     config = _parsed(repo / "tiny" / "config.pbtxt")
     if config is not None:
         assert config.platform == "onnxruntime_onnx" and config.max_batch_size == 8
-        assert [i.name for i in config.input] == list(tiny_models["slowfast"].config.input_names)
+        exported = tiny_models["slowfast"].config.replace(contract=2)  # `mvrt export` writes tensor contract 2
+        assert [i.name for i in config.input] == list(exported.input_names) == ["audio_slow", "audio_fast", "video"]
+        types = {i.name: model_config_type(i.data_type) for i in config.input}
+        assert types == {"audio_slow": "TYPE_FP32", "audio_fast": "TYPE_FP32", "video": "TYPE_UINT8"}
 
 
 def test_a_file_as_triton_repo_is_refused_before_any_work(tiny_models, tmp_path, capsys):

@@ -146,6 +146,28 @@ def test_the_frontend_version_is_in_the_key(monkeypatch):
 
 # --- entries nobody vetted ----------------------------------------------------------------------
 
+def test_one_cache_serves_both_tensor_contracts(flat_root, tmp_path):
+    """The entries hold the raw uint8 frames: contract 2 loads them as uint8 `video` (3, T, H, W), stacked as uint8,
+    exactly the frames contract 1 normalises; the key does not depend on the contract."""
+    clip = discover(flat_root, "train")[2]
+    c1, c2 = _config(), _config().replace(contract=2)
+    assert frontend_key(c1) == frontend_key(c2)
+    report = FeatureCache(tmp_path, c1).build([clip], progress=False)
+    path = report.entries[0][1]
+    raw = load_entry(path, c2)
+    batch = load_batch([path, path], c2)
+    assert set(batch) == {"audio_slow", "audio_fast", "video"}
+    assert batch["video"].dtype == np.uint8 and batch["video"].shape == (2, 3, 64, 32, 32)
+    np.testing.assert_array_equal(batch["video"][1], raw["frames"].transpose(3, 0, 1, 2))
+    window = window_at(clip.video_path, c2, 0.0)
+    _, expected = next(iter_file_features(clip.video_path, c2, [window]))
+    for name in expected:
+        np.testing.assert_array_equal(batch[name][0], expected[name], err_msg=name)
+    float_batch = load_batch([path], c1)
+    np.testing.assert_array_equal(float_batch["audio_fast"], batch["audio_fast"][:1])
+    assert float_batch["video_fast"].dtype == np.float32
+
+
 @pytest.fixture(scope="module")
 def clean_entry(flat_root, tmp_path_factory):
     """(clip, config, arrays) of one clip's entry as the current writer computes it."""

@@ -87,7 +87,9 @@ def test_the_bundled_onnx_names_the_bundled_checkpoint():
 
 def test_the_checkpoint_has_the_onnx_config_and_identity_batchnorms(demo):
     model, config = demo
-    assert config == read_onnx_config(default_model_path())
+    shipped = read_onnx_config(default_model_path())
+    assert shipped.contract == 2 and config.contract == 1  # the ONNX takes uint8 video; the checkpoint is the network
+    assert config == shipped.replace(contract=1)
     assert config.arch == "slowfast" and config.width == 0.25 and "stand-in data, not MVED" in config.trained_on
     assert 1.0e6 < sum(p.numel() for p in model.parameters()) < 1.2e6
     bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
@@ -100,8 +102,9 @@ def test_the_checkpoint_has_the_onnx_config_and_identity_batchnorms(demo):
 
 def test_torch_on_the_checkpoint_matches_onnx_runtime_on_the_bundled_onnx(demo, standin):
     model, config = demo
-    _, labels, feeds = standin
-    reference = torch_logits(model, config, feeds)
+    _, labels, feeds = standin  # the bundled ONNX's inputs: contract 2, uint8 video
+    assert feeds["video"].dtype == np.uint8
+    reference = torch_logits(model, read_onnx_config(default_model_path()), feeds)
     with OnnxRuntimeEngine(default_model_path(), providers="cpu") as engine:
         candidate = engine.infer(feeds)
     assert reference.shape == (6, 6)
@@ -135,9 +138,13 @@ def test_the_tensorrt_hints_name_the_checkpoint_not_the_onnx(tiny_models):
 
 
 def test_exporting_the_bundled_onnx_points_to_the_bundled_checkpoint(capsys, tmp_path):
-    code, _, err = run(capsys, "export", default_model_path(), "--engine", tmp_path / "m.plan")
+    code, _, err = run(capsys, "export", default_model_path())
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert f"`mvrt export {default_checkpoint_path()} --onnx standin-slowfast.onnx`" in err
+    code, _, err = run(capsys, "export", default_model_path(), "--engine", tmp_path / "m.plan")
+    if importlib.util.find_spec("tensorrt") is None:  # the plan-only build is accepted; only TensorRT is missing
+        assert code == 1 and len(err.strip().splitlines()) == 1 and "needs the 'tensorrt' package" in err, err
+        assert not (tmp_path / "m.plan").exists()
 
 
 def test_an_export_never_writes_over_the_bundled_models(capsys):

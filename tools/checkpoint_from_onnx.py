@@ -104,19 +104,21 @@ def bn_pairs(model) -> list[tuple[str, str]]:
 
 
 def rebuild_from_onnx(onnx_path: str | Path):
-    """The network of the ONNX's `mvrt_config` carrying its weights; returns (model in eval mode, config, Rebuild)."""
+    """The network of the ONNX's `mvrt_config` carrying its weights; returns (model in eval mode, its
+    config as a checkpoint stores it (tensor contract 1, whatever the ONNX's), Rebuild)."""
     import onnx
     from onnx import numpy_helper
 
     from mvrt.models import build_model
     from mvrt.runtime.model_meta import read_onnx_config
 
-    config = read_onnx_config(onnx_path)
+    contract = read_onnx_config(onnx_path).contract
+    config = read_onnx_config(onnx_path).replace(contract=1)
     proto = onnx.load(str(onnx_path))
     inits = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
     model = build_model(config).eval()
     pairs = bn_pairs(model)
-    node_pair = _fingerprint_nodes(model, config, pairs, _opset(proto))
+    node_pair = _fingerprint_nodes(model, config, pairs, _opset(proto), contract)
     state = model.state_dict()
     values: dict[str, np.ndarray] = {}
     used: set[str] = set()
@@ -145,8 +147,10 @@ def _opset(proto) -> int:
     return next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
 
 
-def _fingerprint_nodes(model, config: ModelConfig, pairs: list[tuple[str, str]], opset: int) -> dict[str, int]:
-    """Folded Conv node name -> index into `pairs`, from an export whose BN k has bias k + 1."""
+def _fingerprint_nodes(model, config: ModelConfig, pairs: list[tuple[str, str]], opset: int,
+                       contract: int) -> dict[str, int]:
+    """Folded Conv node name -> index into `pairs`, from an export (under the ONNX's tensor contract,
+    so node names match) whose BN k has bias k + 1."""
     import onnx
     import torch
     from onnx import numpy_helper
@@ -163,7 +167,8 @@ def _fingerprint_nodes(model, config: ModelConfig, pairs: list[tuple[str, str]],
             m.running_mean.zero_()
             m.running_var.fill_(1.0)
     with tempfile.TemporaryDirectory(prefix="mvrt-fingerprint-") as tmp:
-        proto = onnx.load(str(export_onnx(marked, config, Path(tmp) / "marked.onnx", opset=opset)))
+        proto = onnx.load(str(export_onnx(marked, config, Path(tmp) / "marked.onnx", opset=opset,
+                                                 contract=contract)))
     inits = {i.name: i for i in proto.graph.initializer}
     found: dict[str, int] = {}
     for node in proto.graph.node:
@@ -248,10 +253,13 @@ def convert(onnx_path: str | Path, out_path: str | Path, tolerance: float = DEFA
     out_path = Path(out_path)
     if out_path.suffix.lower() != ".safetensors":
         raise ModelError(f"{out_path}: the checkpoint must be a .safetensors file")
+    from mvrt.runtime.model_meta import read_onnx_config
+
     model, config, rebuild = rebuild_from_onnx(onnx_path)
+    onnx_config = read_onnx_config(onnx_path)  # the ONNX's own inputs (its tensor contract)
     with tempfile.TemporaryDirectory(prefix="mvrt-rebuild-") as tmp:
-        labels, feeds = standin_features(config, Path(tmp), clip_seconds)
-        parity = measure_parity(model, config, onnx_path, labels, feeds)
+        labels, feeds = standin_features(onnx_config, Path(tmp), clip_seconds)
+        parity = measure_parity(model, onnx_config, onnx_path, labels, feeds)
         if not parity.passed(tolerance):
             raise ModelError(f"{onnx_path}: the rebuilt network does not reproduce the ONNX ({parity.summary()}; "
                              f"bound {tolerance:g}); nothing written")

@@ -14,7 +14,8 @@ from mvrt.runtime.engines.onnxruntime_engine import OnnxRuntimeEngine
 __all__ = ["BACKENDS", "Engine", "OnnxRuntimeEngine", "open_engine"]
 
 BACKENDS = ("auto", "onnxruntime", "torch", "tensorrt", "kserve")
-_OPTIONS = {"onnxruntime": ("providers", "threads"), "torch": ("device", "threads", "precision", "cuda_graphs"),
+_OPTIONS = {"onnxruntime": ("providers", "threads", "device_id"),
+            "torch": ("device", "threads", "precision", "cuda_graphs", "contract"),
             "tensorrt": ("device", "trust_plan_code"),
             "kserve": ("url", "remote_model", "protocol", "timeout_seconds", "max_batch", "model_version")}
 
@@ -22,11 +23,12 @@ _OPTIONS = {"onnxruntime": ("providers", "threads"), "torch": ("device", "thread
 def open_engine(model_path: str | os.PathLike, backend: str = "auto", **kwargs) -> Engine:
     """An engine for `model_path` (not yet loaded; use it as a context manager).
 
-    `.onnx` runs on onnxruntime (kwargs: providers, threads); `.safetensors` checkpoints run
-    on torch (kwargs: device, threads, precision, cuda_graphs); `.plan`/`.engine` TensorRT
-    plans run on tensorrt (kwargs: device, trust_plan_code: allow a version-compatible plan,
-    whose embedded TensorRT host code runs in this process; default False refuses one with a
-    ModelError). `backend="kserve"` sends the batches of an `.onnx` model (its metadata gives the
+    `.onnx` runs on onnxruntime (kwargs: providers, threads, device_id); `.safetensors` checkpoints run
+    on torch (kwargs: device, threads, precision, cuda_graphs, contract: the tensor contract the
+    engine takes, 1 (default: the checkpoint's float inputs) or 2 (uint8 `video`, normalised on the
+    device)); `.plan`/`.engine` TensorRT plans run on tensorrt (kwargs: device, trust_plan_code:
+    allow a version-compatible plan, whose embedded TensorRT host code runs in this process;
+    default False refuses one with a ModelError). `backend="kserve"` sends the batches of an `.onnx` model (its metadata gives the
     front-end) to a KServe V2 server (kwargs: url HOST:PORT, remote_model, protocol grpc|http,
     timeout_seconds). Other keyword arguments are a UsageError.
     """

@@ -3,8 +3,8 @@
 Decoding and the front-end stay on this machine; each batch of feeds goes to a KServe V2
 inference server (Triton, MLServer, KServe) over gRPC or HTTP with `tritonclient`, imported
 only when this engine loads. On load the engine checks that the server is live, that the remote
-model is known and ready, and that its metadata (input names, FP32, dims with a -1 batch axis,
-and the `logits` output) matches the local model. Every failure is one line: a `BackendError`
+model is known and ready, and that its metadata (input names, datatypes: FP32, and UINT8 for a
+contract-2 `video`, dims with a -1 batch axis, and the `logits` output) matches the local model. Every failure is one line: a `BackendError`
 naming the server (refused, timed out, gone away) or a `ModelError` (unknown or mismatched model).
 
 gRPC: the channel's send/receive limits fit the largest batch (`max_batch` windows, or the
@@ -40,6 +40,7 @@ _MESSAGE_OVERHEAD_BYTES = 1 << 20  # names, shapes and framing around the tensor
 _URL = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
 _LOST_STATUSES = ("StatusCode.UNAVAILABLE", "StatusCode.CANCELLED")
 _LOST_WORDS = ("connection closed", "socket closed", "connection reset", "broken pipe")
+V2_DATATYPES = {"float32": "FP32", "uint8": "UINT8"}  # numpy dtype name -> KServe V2 datatype
 
 
 class KServeEngine(Engine):
@@ -61,7 +62,9 @@ class KServeEngine(Engine):
         self.timeout_seconds = _check_timeout(timeout_seconds)
         self.remote_model = _check_remote_model(self.path.stem if remote_model is None else remote_model)
         self.model_version = str(model_version)
-        self.window_bytes = sum(4 * math.prod(shape) for shape in self.input_shapes.values())
+        self.datatypes = {name: V2_DATATYPES[dtype.name] for name, dtype in self.input_dtypes.items()}
+        # bytes of one window's tensors on the wire (contract 2: 1 byte a video pixel, not 4)
+        self.window_bytes = sum(self.input_dtypes[n].itemsize * math.prod(s) for n, s in self.input_shapes.items())
         self.binary_data: bool | None = None  # HTTP: whether tensors travel as binary, set on load
         self._module = None  # tritonclient.grpc or tritonclient.http
         self._errors = _ClientErrors()  # what the client's calls raise, set on load
@@ -161,7 +164,7 @@ class KServeEngine(Engine):
             raise self._backend_error("the model metadata request", exc) from None
 
     def _check_signature(self, metadata: dict) -> None:
-        local_inputs = {n: ("FP32", (-1, *self.input_shapes[n])) for n in self.config.input_names}
+        local_inputs = {n: (self.datatypes[n], (-1, *self.input_shapes[n])) for n in self.config.input_names}
         remote_inputs = _tensors(metadata.get("inputs", []))
         remote_output = _tensors(metadata.get("outputs", [])).get(OUTPUT_NAME)
         classes = len(self.config.classes)
@@ -193,7 +196,7 @@ class KServeEngine(Engine):
         binary = bool(self.binary_data)
         inputs = []
         for name, array in feeds.items():
-            tensor = self._module.InferInput(name, list(array.shape), "FP32")
+            tensor = self._module.InferInput(name, list(array.shape), self.datatypes[name])
             if self.protocol == "grpc":
                 tensor.set_data_from_numpy(array)
             else:

@@ -2,8 +2,8 @@
 
 A plan `x.plan` is the plain serialized engine; `x.plan.json` says what built it and for what:
 TensorRT version, GPU and compute capability, precision, batch profile, hashes of the ONNX,
-the calibration set and the plan, and the mvrt model config (so the runtime knows its inputs
-without parsing the plan).
+the calibration set and the plan, the mvrt model config (so the runtime knows its inputs
+without parsing the plan), and for DLA builds how many layers were placed on the DLA and the GPU.
 
 Compatibility policy (checked before the plan is deserialised):
 - GPU: the name and the compute capability must equal the ones the plan was built on (plans
@@ -49,7 +49,9 @@ _FIELD_TYPES = {"plan_sha256": str, "plan_bytes": int, "tensorrt_version": str, 
                 "compute_capability": str, "precision": str, "onnx_sha256": str, "calibration_sha256": (str, type(None)),
                 "version_compatible": bool, "exclude_lean_runtime": bool, "dla_core": (int, type(None)),
                 "workspace_bytes": int, "timing_cache": (str, type(None)), "timing_cache_loaded": bool,
-                "source": str, "created_utc": str}
+                "layer_devices": (dict, type(None)), "source": str, "created_utc": str}
+GIB = 1 << 30
+DEFAULT_EXPORT_CONTRACT = 2  # the tensor contract `mvrt export` writes without --contract
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,9 @@ class EngineSidecar:
     workspace_bytes: int = 1 << 30
     timing_cache: str | None = None
     timing_cache_loaded: bool = False  # the build started from an existing cache file
-    source: str = ""  # what `mvrt export` was given; used in the rebuild command
+    # DLA builds: layer counts by device ({"dla": N, "gpu": N, "audio_on_gpu": N}); None on the GPU alone.
+    layer_devices: dict[str, int] | None = None
+    source: str = ""  # what the plan was built from (checkpoint or .onnx); used in the rebuild command
     created_utc: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -118,6 +122,7 @@ class EngineSidecar:
         try:
             body = {f.name: data[f.name] for f in fields(cls) if f.name in data}  # unknown keys: newer, ignored
             _check_field_types(body)
+            _check_layer_devices(body.get("layer_devices"))
             body["batch"] = BatchProfile(**{k: _batch_size(data["batch"][k]) for k in ("min", "opt", "max")})
             if not body["batch"].min <= body["batch"].opt <= body["batch"].max:
                 raise ValueError(f"batch profile {body['batch']} is not min <= opt <= max")
@@ -136,6 +141,12 @@ def _check_field_types(body: Mapping[str, Any]) -> None:
         value = body.get(name)
         if name in body and (not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool)):
             raise TypeError(f"field {name!r} has the wrong type ({type(value).__name__})")
+
+
+def _check_layer_devices(value: Any) -> None:
+    if value is not None and not all(isinstance(k, str) and isinstance(n, int) and not isinstance(n, bool) and n >= 0
+                                     for k, n in value.items()):
+        raise TypeError("field 'layer_devices' must map device names to layer counts")
 
 
 def _batch_size(value: Any) -> int:
@@ -186,10 +197,25 @@ def check_plan_trust(sidecar: EngineSidecar, engine_path: str | os.PathLike, tru
 
 
 def rebuild_command(sidecar: EngineSidecar, engine_path: str | os.PathLike) -> str:
-    """The `mvrt export` command that rebuilds this plan on the running machine."""
-    words = ["mvrt", "export", sidecar.source or "MODEL.safetensors", "--onnx", _onnx_beside(engine_path, sidecar.precision),
-             "--engine", str(engine_path),
-             "--batch", str(sidecar.batch), "--precision", sidecar.precision]
+    """The `mvrt export` command that rebuilds this plan on the running machine, with its build settings.
+
+    A plan built from an `.onnx` graph (`mvrt calibrate --engine`, or `mvrt export MODEL.onnx --engine`)
+    is rebuilt from that graph alone (its precision is the graph's); one built from a checkpoint
+    re-exports the ONNX beside the plan, at the plan's precision.
+    """
+    source = sidecar.source or "MODEL.safetensors"
+    from_graph = source.lower().endswith(".onnx")
+    words = ["mvrt", "export", source]
+    if not from_graph:
+        words += ["--onnx", _onnx_beside(engine_path, sidecar.precision)]
+    words += ["--engine", str(engine_path), "--batch", str(sidecar.batch)]
+    if not from_graph:
+        words += ["--precision", sidecar.precision]
+        if sidecar.model_config.contract != DEFAULT_EXPORT_CONTRACT:  # the plan's inputs, not export's default
+            words += ["--contract", str(sidecar.model_config.contract)]
+    words += ["--workspace-gib", f"{sidecar.workspace_bytes / GIB:g}"]
+    if sidecar.timing_cache:
+        words += ["--timing-cache", sidecar.timing_cache]
     if sidecar.version_compatible:
         words.append("--version-compatible")
     if sidecar.dla_core is not None:

@@ -2,6 +2,9 @@
 
 Construct: read the sidecar; a version-compatible plan (it carries TensorRT host code that runs
 in this process) is refused unless `trust_plan_code=True`, before TensorRT is imported.
+Batches: within the profile as they are; one below the profile's MIN (every batch, for a
+fixed-batch plan with MIN == MAX, as DLA builds are) is padded with zero rows up to MIN and the
+padding's logits dropped (runtime/engines/base.py); over MAX is a UsageError with the rebuild command.
 Load: check the sidecar against the running TensorRT and GPU, check the plan's
 sha256, deserialise it (with `tensorrt`, or `tensorrt_lean` for version-compatible plans),
 then allocate device memory for the profile's maximum batch, pinned host buffers of the same
@@ -34,7 +37,9 @@ from mvrt.runtime.engines.sidecar import (
 )
 
 log = logging.getLogger(__name__)
-_HOST_DTYPES = {"FLOAT": np.float32, "HALF": np.float16}
+# Host dtypes of plan I/O tensors: float32 / float16, and uint8 for tensor contract 2's `video`
+# (a strongly typed network keeps the ONNX input's type).
+_HOST_DTYPES = {"FLOAT": np.float32, "HALF": np.float16, "UINT8": np.uint8}
 
 
 def import_tensorrt(version_compatible: bool, purpose: str) -> Any:
@@ -112,15 +117,17 @@ class TensorRTEngine(Engine):
         super().__init__(path, sidecar.model_config, max_batch=sidecar.batch.max)
         self.sidecar: EngineSidecar = sidecar
         self.profile = sidecar.batch
+        self.min_batch = sidecar.batch.min  # smaller batches are padded up to it (Engine.infer)
+        self.fixed_batch = sidecar.batch.min if sidecar.batch.min == sidecar.batch.max else None
         self.device = parse_device(device)
         self.trust_plan_code = trust_plan_code
         self._state: _Loaded | None = None
 
     def check_feeds(self, feeds: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], int]:
         batch = _leading_batch(feeds)
-        if batch is not None and batch >= 1 and not self.profile.contains(batch):
-            raise UsageError(f"{self.path.name}: batch size {batch} is outside this engine's profile "
-                             f"{self.profile} (min:opt:max); use a batch size in it or rebuild with "
+        if batch is not None and batch > self.profile.max:  # below MIN is padded (Engine.infer)
+            raise UsageError(f"{self.path.name}: batch size {batch} is over this engine's profile "
+                             f"{self.profile} (min:opt:max); use at most {self.profile.max} or rebuild with "
                              f"`{rebuild_command(self.sidecar, self.path)}` and another --batch")
         return super().check_feeds(feeds)
 
@@ -187,6 +194,11 @@ class _Loaded:
                 raise ModelError(f"{self.path}: plan profile for {name!r} is batch {lo[0]}..{hi[0]}, its sidecar says "
                                  f"{owner.profile}; rebuild it with `{rebuild_command(owner.sidecar, self.path)}`")
         self.dtypes = {n: _host_dtype(self.path, n, engine.get_tensor_dtype(n)) for n in names}
+        for name in inputs:
+            if (np.dtype(self.dtypes[name]) == np.uint8) != (owner.input_dtypes[name] == np.uint8):
+                raise ModelError(f"{self.path}: plan input {name!r} is {np.dtype(self.dtypes[name]).name}, its sidecar's "
+                                 f"model config says {owner.input_dtypes[name].name}; rebuild it with "
+                                 f"`{rebuild_command(owner.sidecar, self.path)}`")
         self.inputs = inputs
         return found
 
@@ -248,7 +260,8 @@ def _attempt(action) -> list[str]:
 def _host_dtype(path, name: str, trt_dtype: Any) -> Any:
     key = getattr(trt_dtype, "name", str(trt_dtype).rsplit(".", 1)[-1])
     if key not in _HOST_DTYPES:
-        raise ModelError(f"{path}: tensor {name!r} has type {key}; mvrt plans take and return float32 or float16 tensors")
+        raise ModelError(f"{path}: tensor {name!r} has type {key}; mvrt plans take float32, float16 or uint8 "
+                         "(contract-2 video) tensors")
     return _HOST_DTYPES[key]
 
 

@@ -14,8 +14,10 @@ DEFAULT_BATCH_SIZES = [1, 8]
 BENCH_HELP = """Time an engine on synthetic input.
 
 Latency percentiles and throughput of one model on one backend, per batch size, on seeded
-synthetic inputs of the model's shapes (no decoding or front-end: see bench/bench_pipeline.py
-for the whole pipeline). Times include the copy of the logits back to the host.
+synthetic inputs of the model's shapes and types (no decoding or front-end: see bench/bench_pipeline.py
+for the whole pipeline). Times include the copy of the logits back to the host. For ONNX
+models the header and the JSON name the execution provider that ran, and with onnxruntime-gpu's
+TensorRT provider the cache folder beside the model (the first start builds engines there).
 
 Examples:
   # ONNX Runtime on the CPU, batches of 1 and 8
@@ -59,9 +61,19 @@ def run_bench(args) -> int:
         rows = bench_engine(engine, sizes, warmup=args.warmup, iterations=args.iterations)
         setting = {"model": args.model, "backend": engine.name,
                    "precision": run_precision(args.model, engine.name, options), "arch": engine.config.arch,
-                   "width": engine.config.width, **options, "providers": getattr(engine, "providers", None)}
+                   "width": engine.config.width, **options, "contract": engine.config.contract,
+                   **engine_settings(engine)}
     if args.format == "json":
         print(json.dumps({"settings": setting, "rows": [r.to_dict() for r in rows]}, indent=2, default=str))
     else:
         sys.stdout.write(render_table(rows, settings_title(setting)))
     return 0
+
+
+def engine_settings(engine) -> dict:
+    """What the loaded engine actually uses: onnxruntime's providers (the first is the one that runs), their
+    options and the TensorRT EP's cache folder; a fixed batch size."""
+    providers = getattr(engine, "providers", None)
+    return {"provider": providers[0] if providers else None, "providers": providers,
+            "provider_options": getattr(engine, "provider_options", None),
+            "cache_dir": getattr(engine, "cache_dir", None), "fixed_batch": getattr(engine, "fixed_batch", None)}

@@ -6,13 +6,14 @@ from typing import Annotated, Optional
 
 import typer
 
-from mvrt._cli_infer import model_or_bundled
+from mvrt._cli_infer import decode_option, model_or_bundled
 from mvrt._cli_output import check_writable
 from mvrt._cli_types import Args, choice
 from mvrt.errors import UsageError
 
 EXIT_OK = 0
 AUDIO_SUFFIXES = (".wav", ".flac")
+Decode = decode_option()
 
 FEATURES_HELP = """Write the input tensors of one window, exactly as the engine sees them.
 
@@ -29,6 +30,8 @@ Examples:
   mvrt features clip.mp4 -o feats.npz --audio-out w.wav
   # an architecture's default front-end, without normalisation
   mvrt features clip.mp4 --arch musicvideo -o feats.npz
+  # the frames as NVDEC decodes them (compare with --decode cpu)
+  mvrt features clip.mp4 -o gpu.npz --decode nvdec
 
 Exit status: 0 written, 1 the input or model failed, 2 bad usage.
 """
@@ -54,6 +57,7 @@ def features(
     frontend: Annotated[str, typer.Option(
         "--frontend", click_type=choice("auto", "native", "numpy"),
         help="spectrogram implementation (auto: the native C++ kernel when built)")] = "auto",
+    decode: Decode = "auto",
 ) -> int:
     return run_features(Args(locals()))
 
@@ -70,7 +74,8 @@ def run_features(args) -> int:
     if args.audio_out:
         _check_audio_out(args.audio_out)
     window = window_at(args.video, config, args.start)
-    _, feeds = next(iter_file_features(args.video, config, [window], implementation=args.frontend))
+    _, feeds = next(iter_file_features(args.video, config, [window], implementation=args.frontend,
+                                       decode=args.decode))
     buffer = io.BytesIO()
     np.savez(buffer, **feeds, mvrt_config=np.array(config.to_json()), start_seconds=np.float64(window.start_seconds))
     write_atomic(args.output, buffer.getvalue())  # whole or not at all

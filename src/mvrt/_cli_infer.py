@@ -44,6 +44,8 @@ Examples:
   mvrt infer clip.mp4 --plot clip.png
   # untrusted media: a decoder crash fails that input only
   mvrt infer *.mp4 --isolate --read-timeout 10
+  # decode on the GPU (NVDEC); an error, not the CPU, if it cannot
+  mvrt infer clip.mp4 --decode nvdec
 """
 
 INFER_HELP = f"""Classify music videos window by window.
@@ -55,6 +57,20 @@ probabilities' mean, each window weighted by the media time it stands for). Prog
 {LIVE_EXAMPLES}
 Exit status: 0 all inputs done, 1 an input failed, 2 bad usage, 130 Ctrl-C, 143 SIGTERM.
 """
+
+
+DECODERS = ("auto", "cpu", "nvdec", "v4l2")
+
+
+def decode_option(panel: Optional[str] = None):
+    """`--decode DECODER` (the library's `decode` setting), in help panel `panel`."""
+    return Annotated[str, typer.Option(
+        "--decode", click_type=choice(*DECODERS), metavar="DECODER", rich_help_panel=panel,
+        help="video decoder: auto (NVDEC where a CUDA GPU has it for the codec, else the CPU; logged), cpu, "
+        "nvdec (fails without one), v4l2 (V4L2 hardware decoders, the Jetson path; untested)")]
+
+
+Decode = decode_option(INPUTS_PANEL)
 
 
 @with_options(engine_group, scaleout_group)
@@ -91,6 +107,7 @@ def infer(
         "--isolate", rich_help_panel=INPUTS_PANEL, show_default=False,
         help="decode each input in a worker process, so that a decoder crash on hostile media fails that input "
         "only (costs a process and a copy of every window)")] = False,
+    decode: Decode = "auto",
     format: Annotated[Optional[str], typer.Option(
         "--format", click_type=choice("table", "json", "csv", "jsonl"), metavar="FORMAT", rich_help_panel=OUTPUT_PANEL,
         show_default="table, or jsonl when an input is live",
@@ -141,7 +158,7 @@ def run_infer(args) -> int:
     sources = source_options(args)
     pipeline = PipelineConfig(batch_size=args.batch_size, window_seconds=args.window, hop_seconds=args.hop,
                               read_timeout_seconds=args.read_timeout, isolate=args.isolate, source=sources,
-                              jobs=args.jobs)
+                              jobs=args.jobs, decode=args.decode)
     options = engine_options(args)
     inputs, empty = _expand(items)  # plain path work: before the model loads
     if args.format is None:

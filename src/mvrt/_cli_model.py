@@ -19,11 +19,14 @@ SPLITS = ("train", "validation", "test")
 INFO_HELP = """Show what a model was built from, or a media file's streams.
 
 For a checkpoint, ONNX model or TensorRT plan: architecture, precision (fp32, fp16 or int8),
-inputs and output, front-end, normalisation, provenance (trained on), hashes. For any other
-file: its audio and video streams, as mvrt reads them.
+inputs and output, front-end, normalisation, provenance (trained on), hashes. For an ONNX
+model also onnxruntime's execution providers: those installed, the ones a run would use with
+their options, and the TensorRT provider's engine and timing cache folder (beside the model,
+or the user's cache folder where the model's folder cannot be written) and whether it exists.
+For any other file: its audio and video streams, as mvrt reads them.
 
 Examples:
-  # architecture, precision, inputs, what it was trained on
+  # architecture, precision, inputs, training data, onnxruntime providers
   mvrt info model.onnx
   # the same as JSON ("precision": "int8" for a calibrated model)
   mvrt info model.int8.onnx --json
@@ -45,6 +48,10 @@ def info(
 
     if Path(file).suffix.lower() in MODEL_SUFFIXES:
         shown = describe_model(file)
+        if Path(file).suffix.lower() == ".onnx":
+            from mvrt.runtime.engines.onnxruntime_engine import describe_providers
+
+            shown["onnxruntime"] = describe_providers(file)
     else:
         from dataclasses import asdict
 
@@ -55,9 +62,31 @@ def info(
     if as_json:
         print(json.dumps(shown, indent=2, default=str))
     else:
+        runtime = shown.pop("onnxruntime", None)
         for key, value in shown.items():
             print(f"{key:>20}: {value if not isinstance(value, dict) else json.dumps(value)}")
+        for key, value in _provider_lines(runtime):
+            print(f"{key:>20}: {value}")
     return EXIT_OK
+
+
+def _provider_lines(runtime: dict | None) -> list[tuple[str, str]]:
+    """`mvrt info`'s lines for onnxruntime's providers and the TensorRT provider's caches."""
+    if runtime is None:
+        return []
+    if not runtime.get("installed", True):
+        return [("providers", "onnxruntime is not installed")]
+    lines = [("providers", ", ".join(runtime["chosen"]) + " (chosen, most preferred first)"),
+             ("available providers", f"{', '.join(runtime['available'])} (onnxruntime {runtime['version']})")]
+    lines += [(f"{name.removesuffix('ExecutionProvider')} options", json.dumps(options))
+              for name, options in runtime["options"].items()]
+    cache = runtime["tensorrt_cache"]
+    state = (f"{cache['cached_engines']} cached engine file(s)" if cache["cached_engines"]
+             else "exists, no engine yet" if cache["exists"] else "not created yet")
+    where = "" if cache["beside_model"] else "; the model's folder is not writable: the user's cache folder"
+    note = f"; {cache['note']}" if cache.get("note") else ""
+    lines.append(("tensorrt cache", f"{cache['root']} ({state}{where}{note})"))
+    return lines
 
 
 INIT_MODEL_HELP = """Create an untrained model, for pipeline checks and benchmarks.

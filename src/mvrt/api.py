@@ -57,11 +57,12 @@ class Model:
         hop_seconds: float | None = None,
         read_timeout_seconds: float | None = DEFAULT_READ_TIMEOUT_SECONDS,
         isolate: bool = False,
+        decode: str = "auto",
         **engine_options,
     ):
         self.path = str(path)
         self.pipeline = PipelineConfig(batch_size=batch_size, hop_seconds=hop_seconds,
-                                       read_timeout_seconds=read_timeout_seconds, isolate=isolate)
+                                       read_timeout_seconds=read_timeout_seconds, isolate=isolate, decode=decode)
         self._engine = open_engine(path, backend=backend, **engine_options)
         self._engine.__enter__()
 
@@ -196,7 +197,8 @@ def load_model(path: PathLike | None = None, *, backend: str = "auto", **options
 
     Options: `batch_size`, `hop_seconds`, `read_timeout_seconds` (give up on an input that
     delivers no data for this long; None waits for ever), `isolate` (decode each input in a
-    worker process, so that a decoder crash fails that input only), and the engine's own
+    worker process, so that a decoder crash fails that input only), `decode` (the video decoder:
+    "auto" NVDEC where a CUDA GPU can, else the CPU; "cpu"; "nvdec"; "v4l2", Jetson), and the engine's own
     (`providers`, `threads`, `device`, ...). Errors keep their class: `MediaError` for a bad
     input, `UsageError` for a bad setting, and so on.
     """

@@ -5,8 +5,9 @@ first window, `window_at(source, config, 0.0)`: the window inference reads first
 file or from a pair of audio and video files alike). Each entry holds, exactly as the
 front-end computes them:
 
-- `frames`: uint8 (frames, size, size, 3) RGB, normalised at load time by
-  `mvrt.runtime.network_inputs.video_feeds` (as at inference);
+- `frames`: uint8 (frames, size, size, 3) RGB, turned into the model's video inputs at load time by
+  `mvrt.runtime.network_inputs.video_feeds` (as at inference: normalised float32 pathways for tensor
+  contract 1, the uint8 frames as (3, T, H, W) `video` for contract 2; one cache serves both);
 - one float32 (2, n_mels, T) array per audio input, NOT normalised: the model's `audio_norm`
   is applied at load time with the same arithmetic as `mvrt.runtime.network_inputs.audio_input`.
 
@@ -43,7 +44,8 @@ from typing import Sequence
 
 import numpy as np
 
-from mvrt.config import AUDIO_INPUTS, MAX_FRAMES, MAX_IMAGE_SIZE, MAX_N_MELS, MAX_WINDOW_ELEMENTS, ModelConfig
+from mvrt.config import (AUDIO_INPUTS, MAX_FRAMES, MAX_IMAGE_SIZE, MAX_N_MELS, MAX_WINDOW_ELEMENTS, VIDEO_INPUTS,
+                         ModelConfig)
 from mvrt.data import Clip
 from mvrt.errors import MvrtError, UsageError
 from mvrt.runtime.network_inputs import audio_input, normalize_audio, video_feeds
@@ -68,7 +70,9 @@ def frontend_params(config: ModelConfig) -> dict:
     return {
         "frontend": dataclasses.asdict(config.frontend),
         "audio_inputs": config.audio_inputs,
-        "video_inputs": config.video_inputs,
+        # the architecture's pathways, not the artifact's inputs: entries hold raw frames, which serve
+        # both tensor contracts alike (the key of a contract-1 config is unchanged)
+        "video_inputs": dict(VIDEO_INPUTS[config.arch]),
         "frontend_version": FRONTEND_VERSION,
     }
 

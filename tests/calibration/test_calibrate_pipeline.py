@@ -10,7 +10,7 @@ from mvrt.calibration.pipeline import calibrate, default_int8_path
 from mvrt.calibration.settings import CalibrationSettings
 from mvrt.errors import UsageError
 from mvrt.runtime.engines.onnxruntime_engine import OnnxRuntimeEngine
-from mvrt.runtime.model_meta import read_onnx_metadata
+from mvrt.runtime.model_meta import read_onnx_config, read_onnx_metadata
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +34,13 @@ def test_writes_a_tagged_int8_model_and_its_report(calibrated):
     best = report["methods_tried"][report["method"]]["top1_agreement"]
     assert best == max(t["top1_agreement"] for t in report["methods_tried"].values())
     assert report["calibration"]["clips"] == 12 and report["comparison"]["clips"] == 12
+    config = read_onnx_config(result.int8_path)
+    assert config.contract == report["calibration"]["contract"] == 2 and config.input_dtypes()["video"] == "uint8"
+    fe = config.frontend
+    video_bytes = 3 * fe.frames * fe.image_size ** 2  # uint8
+    audio_bytes = sum(4 * 2 * fe.n_mels * fe.audio_frames(sr) for sr in config.audio_inputs.values())
+    assert report["calibration"]["input_bytes_per_window"] == video_bytes + audio_bytes
+    assert report["calibration"]["stored_bytes_per_window"] == video_bytes + audio_bytes  # the stack: uint8 frames too
     sensitivity = report["sensitivity"]
     assert sensitivity["mode"] == "fast" and sensitivity["clips"] == 2 and report["quantized_layers"] > 16
     assert sensitivity["measured_layers"] == len(sensitivity["layers"]) == 16  # the proxy's 16 worst, measured
@@ -59,7 +66,8 @@ def test_the_table_says_which_sensitivity_mode_ran_and_cautions_about_small_sets
 
 def test_report_numbers_match_a_fresh_run_of_both_models(calibrated):
     root, model, work, result = calibrated
-    labels, feeds = validation_feeds(root, model.config, work / "cache")
+    labels, feeds = validation_feeds(root, read_onnx_config(model.onnx), work / "cache")  # contract 2: uint8 video
+    assert feeds["video"].dtype == np.uint8
     with OnnxRuntimeEngine(model.onnx, threads=1) as fp32, OnnxRuntimeEngine(result.int8_path, threads=1) as int8:
         a, b = fp32.infer(feeds), int8.infer(feeds)
     c = result.report.comparison

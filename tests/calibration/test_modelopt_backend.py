@@ -48,6 +48,13 @@ def test_in_memory_set_is_every_batch_in_order(calib_data, tmp_path):
     for name, array in data.items():
         assert array.shape == (12, *model.config.input_shapes()[name]) and array.dtype == np.float32
         np.testing.assert_array_equal(array, whole[name])
+    config2 = model.config.replace(contract=2)  # the same stack, read for a contract-2 model: uint8 frames
+    data2 = _in_memory(calib, config2, batch_size=5)
+    assert data2["video"].dtype == np.uint8 and data2["video"].shape == (12, *config2.input_shapes()["video"])
+    np.testing.assert_array_equal(data2["audio_fast"], data["audio_fast"])
+    np.testing.assert_array_equal(data2["video"][:, :, ::9], np.round((data["video_slow"] * 0.225 + 0.45) * 255))
+    per_window = {c: sum(a[0].nbytes for a in d.values()) for c, d in ((1, data), (2, data2))}
+    assert per_window[1] > 2 * per_window[2]
 
 
 def test_modelopt_failures_are_one_line_backend_errors(calib_data, tmp_path, monkeypatch):

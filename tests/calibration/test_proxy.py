@@ -10,7 +10,8 @@ from mvrt.calibration.quantize import OP_TYPES, quantize_qdq, quantized_nodes
 from mvrt.calibration.ranges import collect_ranges
 from mvrt.calibration.sensitivity import graft_layer, layer_sensitivity
 from mvrt.errors import BackendError
-from mvrt.runtime.engine_timing import synthetic_feeds
+from mvrt.export.parity import check_batch
+from mvrt.runtime.model_meta import read_onnx_config
 
 
 def _session(proto):
@@ -20,7 +21,7 @@ def _session(proto):
 @pytest.fixture(scope="module")
 def quantised(tiny_models):
     model = tiny_models["slowfast"]
-    feeds = synthetic_feeds(model.config.input_shapes(), 2, seed=3)
+    feeds = check_batch(read_onnx_config(model.onnx), 2, seed=3)  # contract 2: uint8 video
     ranges = collect_ranges(model.onnx, lambda: iter([feeds]), ("minmax",), OP_TYPES, total_samples=2, progress=False)
     fp32 = onnx.load(str(model.onnx))
     int8 = quantize_qdq(model.onnx, ranges.tensors_data("minmax"))

@@ -8,13 +8,14 @@ from onnx import numpy_helper
 from mvrt.calibration.quantize import OP_TYPES, quantizable_nodes, quantize_qdq, quantized_nodes, resolve_excludes
 from mvrt.calibration.ranges import collect_ranges
 from mvrt.errors import UsageError
-from mvrt.runtime.engine_timing import synthetic_feeds
+from mvrt.export.parity import check_batch
+from mvrt.runtime.model_meta import read_onnx_config
 
 
 @pytest.fixture(scope="module")
 def ranges(tiny_models):
     model = tiny_models["slowfast"]
-    batches = [synthetic_feeds(model.config.input_shapes(), 2, seed=s) for s in range(2)]
+    batches = [check_batch(read_onnx_config(model.onnx), 2, seed=s) for s in range(2)]
     return collect_ranges(model.onnx, lambda: iter(batches), ("minmax",), OP_TYPES, total_samples=4, progress=False)
 
 
@@ -58,7 +59,7 @@ def test_int8_model_runs_and_stays_close_on_onnxruntime(tiny_models, ranges):
 
     model = tiny_models["slowfast"]
     proto = quantize_qdq(model.onnx, ranges.tensors_data("minmax"))
-    feeds = synthetic_feeds(model.config.input_shapes(), 2, seed=0)
+    feeds = check_batch(read_onnx_config(model.onnx), 2, seed=0)  # contract 2: uint8 video
     fp32 = ort.InferenceSession(str(model.onnx), providers=["CPUExecutionProvider"]).run(["logits"], feeds)[0]
     int8 = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"]).run(["logits"], feeds)[0]
     assert int8.shape == fp32.shape and not np.array_equal(int8, fp32)
@@ -140,3 +141,27 @@ def test_other_warnings_pass_through_the_collapse(caplog):
     assert list(names) == ["b7"]
     assert [r.getMessage() for r in caplog.records][0] == "something else"
     assert caplog.records[-1].getMessage().startswith("1 Conv/Gemm bias is computed in the graph")
+
+
+def test_contract_2_int8_keeps_the_uint8_input_and_quantises_what_follows(tiny_models, ranges):
+    from mvrt.calibration.quantize import check_raw_inputs
+    from mvrt.errors import ModelError
+    from mvrt.export.opcheck import check_tensorrt_ops
+
+    model = tiny_models["slowfast"]
+    proto = quantize_qdq(model.onnx, ranges.tensors_data("minmax"))
+    types = {v.name: v.type.tensor_type.elem_type for v in proto.graph.input}
+    assert types["video"] == onnx.TensorProto.UINT8 and types["audio_fast"] == onnx.TensorProto.FLOAT
+    cast = next(n for n in proto.graph.node if n.op_type == "Cast" and n.input[0] == "video")
+    quantised = [n.input[0] for n in proto.graph.node if n.op_type == "QuantizeLinear"]
+    assert "video" not in quantised and cast.output[0] not in quantised
+    gather = next(n for n in proto.graph.node if n.op_type == "Gather" and n.name.startswith("/input_front/"))
+    producers = {o: n for n in proto.graph.node for o in n.output}
+    assert producers[gather.input[0]].op_type == "Sub"  # the slow subset reads the float frames...
+    assert gather.input[0] in quantised and gather.output[0] in quantised  # ...each pathway's Conv input quantised once
+    check_tensorrt_ops(proto, where="int8")  # Cast from UINT8 is in TensorRT's parser matrix
+    broken = onnx.ModelProto()
+    broken.CopyFrom(proto)
+    broken.graph.node.append(onnx.helper.make_node("QuantizeLinear", [cast.output[0], "s", "z"], ["q"], name="bad"))
+    with pytest.raises(ModelError, match=r"^m\.onnx: the quantiser put QuantizeLinear 'bad' on the raw input"):
+        check_raw_inputs(broken, "m.onnx")

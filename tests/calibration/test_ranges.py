@@ -6,7 +6,8 @@ import pytest
 from mvrt.calibration.ranges import BINS, LEVELS, _kl_at, collect_ranges, entropy_threshold, percentile_threshold
 from mvrt.calibration.quantize import OP_TYPES
 from mvrt.errors import UsageError
-from mvrt.runtime.engine_timing import synthetic_feeds
+from mvrt.export.parity import check_batch
+from mvrt.runtime.model_meta import read_onnx_config
 
 
 def _kl_reference(hist: np.ndarray, i: int, levels: int) -> float:
@@ -59,14 +60,15 @@ def test_percentile_threshold_keeps_the_share_of_values():
 
 def test_collect_ranges_gives_minmax_as_the_largest_and_others_inside(tiny_models):
     model = tiny_models["slowfast"]
-    batches = [synthetic_feeds(model.config.input_shapes(), 2, seed=s) for s in range(2)]
+    batches = [check_batch(read_onnx_config(model.onnx), 2, seed=s) for s in range(2)]
     ranges = collect_ranges(model.onnx, lambda: iter(batches), ("minmax", "entropy", "percentile"), OP_TYPES,
                             total_samples=4, progress=False)
     minmax, entropy, pct = (ranges.thresholds(m) for m in ("minmax", "entropy", "percentile"))
     assert set(minmax) == set(entropy) == set(pct) and len(minmax) > 10
     assert 0 < len(ranges.histograms) < len(minmax)  # histograms only where Q/DQ nodes will sit
     assert any(entropy[name] < minmax[name] for name in ranges.histograms)
-    first_input = "video_fast"
+    first_input = "audio_fast"  # a float graph input a Conv reads directly
+    assert "video" not in minmax and "/Cast_output_0" not in minmax  # contract 2's uint8 frames: no range
     expected = max(float(np.abs(b[first_input]).max()) for b in batches)
     assert minmax[first_input] == pytest.approx(expected, rel=1e-6)
     for name, top in minmax.items():
@@ -78,7 +80,7 @@ def test_collect_ranges_gives_minmax_as_the_largest_and_others_inside(tiny_model
 
 def test_minmax_only_skips_the_histogram_pass(tiny_models):
     model = tiny_models["slowfast"]
-    batches = [synthetic_feeds(model.config.input_shapes(), 1)]
+    batches = [check_batch(read_onnx_config(model.onnx), 1, seed=0)]  # contract 2: uint8 video
     ranges = collect_ranges(model.onnx, lambda: iter(batches), ("minmax",), OP_TYPES, total_samples=1, progress=False)
     assert ranges.histograms is None
     with pytest.raises(UsageError, match="needs the histogram pass"):

@@ -8,7 +8,8 @@ import pytest
 from mvrt.calibration.quantize import OP_TYPES, quantize_qdq, quantized_nodes
 from mvrt.calibration.ranges import collect_ranges
 from mvrt.calibration.sensitivity import graft_layer, layer_sensitivity, measure_sensitivity
-from mvrt.runtime.engine_timing import synthetic_feeds
+from mvrt.export.parity import check_batch
+from mvrt.runtime.model_meta import read_onnx_config
 
 
 def _run(proto, feeds):
@@ -18,7 +19,7 @@ def _run(proto, feeds):
 @pytest.fixture(scope="module")
 def quantised(tiny_models):
     model = tiny_models["slowfast"]
-    feeds = synthetic_feeds(model.config.input_shapes(), 2, seed=3)
+    feeds = check_batch(read_onnx_config(model.onnx), 2, seed=3)  # contract 2: uint8 video
     ranges = collect_ranges(model.onnx, lambda: iter([feeds]), ("minmax",), OP_TYPES, total_samples=2, progress=False)
     data = ranges.tensors_data("minmax")
     return model, feeds, data, quantize_qdq(model.onnx, data)
@@ -88,7 +89,7 @@ def _with_outlier_channel(fp32, name: str, feeds):
 
 def test_an_outlier_layer_tops_the_proxy_and_the_exact_measurement(tiny_models, tmp_path):
     model = tiny_models["slowfast"]
-    feeds = synthetic_feeds(model.config.input_shapes(), 2, seed=3)
+    feeds = check_batch(read_onnx_config(model.onnx), 2, seed=3)  # contract 2: uint8 video
     fp32 = onnx.load(str(model.onnx))
     broken = _with_outlier_channel(fp32, OUTLIER_LAYER, feeds)
     path = tmp_path / "outlier.onnx"

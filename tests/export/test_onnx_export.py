@@ -1,4 +1,5 @@
-"""Plain ONNX export: checker, metadata, dynamic batch, and ORT-vs-torch parity."""
+"""Plain ONNX export under both tensor contracts: checker, metadata, dynamic batch, ORT-vs-torch parity,
+and contract 1 against contract 2 on the same generated media."""
 
 from __future__ import annotations
 
@@ -22,10 +23,13 @@ FRONTEND = FrontendConfig(window_seconds=4.0, image_size=32)
 
 
 def _inputs(config: ModelConfig, batch: int, seed: int) -> dict[str, np.ndarray]:
-    """Audio ch0 ~ N(0,1), ch1 (phase) in [-pi, pi]; video ~ N(0,1)."""
+    """Audio ch0 ~ N(0,1), ch1 (phase) in [-pi, pi]; float video ~ N(0,1), uint8 video uniform in 0..255."""
     rng = np.random.default_rng(seed)
     feeds = {}
     for name, shape in config.input_shapes().items():
+        if config.input_dtypes()[name] == "uint8":
+            feeds[name] = rng.integers(0, 256, (batch, *shape), dtype=np.uint8)
+            continue
         x = rng.standard_normal((batch, *shape)).astype(np.float32)
         if name in config.audio_inputs:
             x[:, 1] = rng.uniform(-np.pi, np.pi, (batch, *shape[1:]))
@@ -34,8 +38,8 @@ def _inputs(config: ModelConfig, batch: int, seed: int) -> dict[str, np.ndarray]
 
 
 @pytest.fixture(scope="module", params=["slowfast", "musicvideo"])
-def exported(request, tmp_path_factory):
-    """(config, checkpoint, onnx) for a tiny model whose BN statistics come from train-mode passes."""
+def checkpoint(request, tmp_path_factory):
+    """(config, checkpoint) of a tiny model whose BN statistics come from train-mode passes."""
     arch = request.param
     config = ModelConfig(arch=arch, width=1 / 16, frontend=FRONTEND, trained_on="test")
     torch.manual_seed(0)
@@ -44,16 +48,28 @@ def exported(request, tmp_path_factory):
         for seed in range(2):
             model(*(torch.from_numpy(x) for x in _inputs(config, 2, seed).values()))
     folder = tmp_path_factory.mktemp(arch)
-    ckpt = save_checkpoint(model, config, folder / f"{arch}.safetensors")
-    onnx_path = export_onnx(ckpt, None, folder / f"{arch}.onnx")
-    return config, ckpt, onnx_path
+    return config, save_checkpoint(model, config, folder / f"{arch}.safetensors")
+
+
+@pytest.fixture(scope="module", params=[2, 1], ids=["contract2", "contract1"])
+def exported(request, checkpoint):
+    """(config of the graph, checkpoint, onnx) exported under contract 2 (the default) or 1."""
+    config, ckpt = checkpoint
+    contract = request.param
+    path = ckpt.with_name(f"{ckpt.stem}.c{contract}.onnx")
+    if not path.exists():
+        if contract == 2:
+            export_onnx(ckpt, None, path)  # the default
+        else:
+            export_onnx(ckpt, None, path, contract=1)
+    return config.replace(contract=contract), ckpt, path
 
 
 def test_checker_metadata_and_single_file(exported):
     config, ckpt, path = exported
     proto = onnx.load(str(path))
     onnx.checker.check_model(proto, full_check=True)
-    assert sorted(p.name for p in path.parent.iterdir()) == sorted([ckpt.name, path.name])  # no external data
+    assert not [p.name for p in path.parent.iterdir() if p.suffix not in (".onnx", ".safetensors")]  # no external data
     assert not any(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer)
     assert max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")) >= 18
     meta = {p.key: p.value for p in proto.metadata_props}
@@ -69,12 +85,22 @@ def test_inputs_outputs_and_dynamic_batch(exported):
     expected = {name: ["batch", *shape] for name, shape in config.input_shapes().items()}
     assert [v.name for v in graph.input] == list(config.input_names)
     assert dims == {**expected, "logits": ["batch", 6]}
-    assert all(v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT for v in [*graph.input, *graph.output])
+    video = onnx.TensorProto.UINT8 if config.contract == 2 else onnx.TensorProto.FLOAT
+    types = {v.name: v.type.tensor_type.elem_type for v in [*graph.input, *graph.output]}
+    assert types == {**{n: onnx.TensorProto.FLOAT for n in [*config.audio_inputs, "logits"]},
+                     **{n: video for n in config.video_inputs}}
+    if config.contract == 2:
+        assert list(config.video_inputs) == ["video"] and config.input_shapes()["video"] == (3, 64, 32, 32)
+        readers = [n.op_type for n in graph.node if "video" in n.input]
+        assert readers == ["Cast"]  # TensorRT takes a uint8 input only through a Cast
 
 
 def test_onnxruntime_matches_torch(exported):
     config, ckpt, path = exported
-    model, _ = load_checkpoint(ckpt)
+    from mvrt.models.contract import with_contract
+
+    network, _ = load_checkpoint(ckpt)
+    model = with_contract(network, config).eval()  # torch takes the same (uint8) feeds as the graph
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     for batch in (1, 3, 8):
         feeds = _inputs(config, batch, seed=10 + batch)
@@ -87,6 +113,41 @@ def test_onnxruntime_matches_torch(exported):
         err = np.abs(got - want).max()
         print(f"{config.arch} batch {batch}: max |dlogits| = {err:.2e}")
         assert err <= PARITY_ATOL
+
+
+def test_both_contracts_agree_on_the_same_generated_media(checkpoint, tmp_path):
+    """One checkpoint exported twice; the windows of one generated clip read per contract; ORT CPU logits."""
+    from mvrt.export.parity import onnxruntime_logits, read_windows, write_media_clip
+
+    config, ckpt = checkpoint
+    paths = {c: ckpt.with_name(f"{ckpt.stem}.c{c}.onnx") for c in (1, 2)}
+    for contract, path in paths.items():
+        if not path.exists():
+            export_onnx(ckpt, None, path, contract=contract)
+    names = {c: [n.name for n in onnx.load(str(paths[c])).graph.node] for c in (1, 2)}
+    front = [n for n in names[2] if n.startswith("/input_front/")]
+    assert [n for n in names[2] if n not in front] == names[1]  # layer names (--exclude) do not depend on the contract
+    assert {"/input_front/Cast", "/input_front/Mul", "/input_front/Sub"} <= set(front) and len(set(names[2])) == len(names[2])
+    clip = write_media_clip(tmp_path / "clip.mp4", config, seed=4)
+    feeds = {c: read_windows(clip, config.replace(contract=c)) for c in (1, 2)}
+    assert feeds[2]["video"].dtype == np.uint8 and feeds[1][next(iter(config.video_inputs))].dtype == np.float32
+    bytes_per_window = {c: sum(a[0].nbytes for a in f.values()) for c, f in feeds.items()}
+    from mvrt.calibration.dataset import input_bytes_per_window
+
+    assert bytes_per_window == {c: input_bytes_per_window(config.replace(contract=c)) for c in (1, 2)}
+    assert bytes_per_window[1] > 2 * bytes_per_window[2]  # 4-byte float frames (slowfast: and a slow copy)
+    logits = {c: onnxruntime_logits(paths[c], feeds[c]) for c in (1, 2)}
+    scale = np.abs(logits[1] - logits[1].mean(axis=1, keepdims=True)).max()
+    assert scale > 1e-3
+    assert np.abs(logits[2] - logits[1]).max() <= 1e-5 * scale
+
+
+def test_bad_contract_is_a_usage_error(checkpoint, tmp_path):
+    _, ckpt = checkpoint
+    for bad in (0, 3, True, "2"):
+        with pytest.raises(UsageError, match="^contract"):
+            export_onnx(ckpt, None, tmp_path / "x.onnx", contract=bad)
+    assert not (tmp_path / "x.onnx").exists()
 
 
 def test_export_from_a_module_keeps_its_mode_and_records_the_given_sha(tmp_path):

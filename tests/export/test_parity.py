@@ -10,6 +10,7 @@ from onnx import numpy_helper
 from mvrt.errors import ModelError
 from mvrt.export.parity import (FP32_TOLERANCE, ParityTolerance, check_batch, compare_logits, media_batch, onnx_parity,
                                 onnxruntime_logits, torch_logits, write_media_clip)
+from mvrt.runtime.model_meta import read_onnx_config
 
 
 def test_check_batch_is_seeded_and_shaped_per_config(tiny_models):
@@ -22,6 +23,33 @@ def test_check_batch_is_seeded_and_shaped_per_config(tiny_models):
     assert abs(feeds["video_fast"].std() - 1) < 0.01 and abs(feeds["audio_slow"][:, 0].mean()) < 0.05  # 24k samples: sigma 0.0065
     assert all(np.array_equal(feeds[k], v) for k, v in check_batch(config, 3, seed=7).items())
     assert not np.array_equal(feeds["video_slow"], check_batch(config, 3, seed=8)["video_slow"])
+
+
+def test_check_batch_of_contract_2_has_random_uint8_frames(tiny_models):
+    config = read_onnx_config(tiny_models["slowfast"].onnx)
+    assert config.contract == 2
+    feeds = check_batch(config, batch=3, seed=7)
+    assert list(feeds) == ["audio_slow", "audio_fast", "video"]
+    assert feeds["video"].dtype == np.uint8 and feeds["video"].shape == (3, *config.input_shapes()["video"])
+    assert feeds["video"].min() == 0 and feeds["video"].max() == 255 and abs(feeds["video"].mean() - 127.5) < 1
+    assert feeds["audio_fast"].dtype == np.float32
+    assert np.array_equal(feeds["video"], check_batch(config, 3, seed=7)["video"])
+
+
+def test_torch_reference_of_contract_2_reads_the_same_uint8_frames(tiny_models):
+    """torch behind with_contract on uint8 frames == the bare network on the runtime's contract-1 floats."""
+    from mvrt.checkpoint import load_checkpoint
+    from mvrt.runtime.network_inputs import normalize_frames, slow_indices
+
+    model, config1 = load_checkpoint(tiny_models["slowfast"].checkpoint)
+    config2 = config1.replace(contract=2)
+    feeds2 = check_batch(config2, batch=2, seed=3)
+    video = np.stack([normalize_frames(v.transpose(1, 2, 3, 0), config1.frontend) for v in feeds2["video"]])
+    feeds1 = {"audio_slow": feeds2["audio_slow"], "audio_fast": feeds2["audio_fast"], "video_fast": video,
+              "video_slow": np.ascontiguousarray(video[:, :, slow_indices(video.shape[2], 8)])}
+    got, want = torch_logits(model, config2, feeds2), torch_logits(model, config1, feeds1)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+    assert np.abs(want).max() > 1e-3
 
 
 @pytest.mark.parametrize("arch", ["slowfast", "musicvideo"])
@@ -43,9 +71,12 @@ def test_a_flipped_head_changes_the_label_and_fails(tiny_models, tmp_path):
     """Negating the classifier weights: logits far off, top-1 mostly wrong, the report fails."""
     tiny = tiny_models["musicvideo"]
     proto = onnx.load(str(tiny.onnx))
+    flipped = 0
     for t in proto.graph.initializer:
-        if t.name in ("head.fc.weight", "head.fc.bias"):
+        if t.name.endswith(("head.fc.weight", "head.fc.bias")):  # network.head... behind contract 2's front
+            flipped += 1
             t.CopyFrom(numpy_helper.from_array(-numpy_helper.to_array(t), t.name))
+    assert flipped == 2
     path = tmp_path / "flipped.onnx"
     onnx.save(proto, str(path))
     report = onnx_parity(path, tiny.checkpoint, "fp32")
@@ -58,7 +89,8 @@ def test_comparison_rules_ties_offsets_and_non_finite(tiny_models):
     tiny = tiny_models["slowfast"]
     from mvrt.checkpoint import load_checkpoint
 
-    model, config = load_checkpoint(tiny.checkpoint)
+    model, _ = load_checkpoint(tiny.checkpoint)
+    config = read_onnx_config(tiny.onnx)  # the graph's contract (2): torch_logits puts the network behind it
     feeds = check_batch(config, 4)
     reference = torch_logits(model, config, feeds)
     candidate = onnxruntime_logits(tiny.onnx, feeds)
@@ -122,8 +154,9 @@ def test_real_windows_are_what_inference_reads(tiny_models, tmp_path, arch):
     from mvrt.runtime.window_reader import file_windows
 
     tiny = tiny_models[arch]
-    config, seed = tiny.config, 2
+    config, seed = read_onnx_config(tiny.onnx), 2  # contract 2: uint8 video
     feeds = media_batch(config, seed)
+    assert config.contract == 2 and feeds["video"].dtype == np.uint8
     assert {k: v.shape for k, v in feeds.items()} == {k: (1, *s) for k, s in config.input_shapes().items()}
     assert all(np.array_equal(v, media_batch(config, seed)[k]) for k, v in feeds.items())  # reproducible
     assert not np.array_equal(feeds[config.input_names[0]], media_batch(config, seed + 1)[config.input_names[0]])

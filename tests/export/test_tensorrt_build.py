@@ -38,6 +38,14 @@ def _metadata_onnx(path, **metadata):
     return path
 
 
+def _feeds(config: ModelConfig, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Random feeds of the config's contract (uint8 `video` for contract 2)."""
+    rng = np.random.default_rng(seed)
+    dtypes = config.input_dtypes()
+    return {n: (rng.integers(0, 256, (batch, *s), dtype=np.uint8) if dtypes[n] == "uint8"
+                else rng.standard_normal((batch, *s)).astype(np.float32)) for n, s in config.input_shapes().items()}
+
+
 def test_precision_comes_from_the_graph(tmp_path):
     fp16 = _metadata_onnx(tmp_path / "m16.onnx", mvrt_precision="fp16")
     plan = prepare(fp16, tmp_path / "m.plan", TensorRTSettings(precision="fp16", batch_min=1, batch_opt=2, batch_max=4))
@@ -116,7 +124,8 @@ def test_fp32_build_records_the_machine_and_reuses_the_timing_cache(trt_and_mode
     assert first["precision"] == "fp32" and first["batch"] == {"min": 1, "opt": 2, "max": 4}
     assert first["onnx_sha256"] == sha256_file(tm.onnx) and first["plan_sha256"] == sha256_file(tmp_path / "a.plan")
     assert first["calibration_sha256"] is None and first["version_compatible"] is False and first["dla_core"] is None
-    assert first["source"] == str(tm.checkpoint) and ModelConfig.from_dict(first["model_config"]) == tm.config
+    assert first["source"] == str(tm.checkpoint) and ModelConfig.from_dict(first["model_config"]) == tm.config.replace(contract=2)
+    assert first["layer_devices"] is None  # no DLA
     assert cache.stat().st_size > 0 and first["timing_cache_loaded"] is False
     second = build_engine(tm.onnx, tmp_path / "b.plan", settings)
     assert second["timing_cache_loaded"] is True and cache.stat().st_size > 0
@@ -135,7 +144,7 @@ def test_version_compatible_build_runs_and_keeps_the_calibration_hash(trt_and_mo
     record = build_engine(onnx_path, tmp_path / "vc.plan", TensorRTSettings(batch_min=1, batch_opt=1, batch_max=2,
                                                                            version_compatible=True))
     assert record["version_compatible"] is True and record["calibration_sha256"] == "ef" * 32
-    feeds = {n: np.random.default_rng(1).standard_normal((2, *s)).astype(np.float32) for n, s in tm.config.input_shapes().items()}
+    feeds = _feeds(tm.config.replace(contract=2), 2, seed=1)
     with open_engine(tmp_path / "vc.plan", trust_plan_code=True) as trt_engine, open_engine(tm.onnx) as ort_engine:
         np.testing.assert_allclose(trt_engine.infer(feeds), ort_engine.infer(feeds), atol=1e-3, rtol=0)
 
@@ -150,3 +159,43 @@ def test_parser_errors_are_one_line(trt_and_models, tmp_path):
     with pytest.raises(ModelError, match=r"broken\.onnx: TensorRT \S+ cannot parse the model: .*NoSuchOperator") as info:
         build_engine(broken, tmp_path / "broken.plan", TensorRTSettings())
     assert "\n" not in str(info.value) and not (tmp_path / "broken.plan").exists()
+
+
+@pytest.mark.gpu
+def test_fixed_batch_plan_takes_uint8_video_and_pads_a_partial_batch(trt_and_models, tmp_path):
+    """Contract 2: the plan's `video` input stays uint8 (strongly typed network); a 2:2:2 plan runs
+    batch 1 padded, and its logits are those of ONNX Runtime on the unpadded batch."""
+    from mvrt.runtime.engines import open_engine
+
+    trt, models = trt_and_models
+    tm = models["slowfast"]
+    plan = tmp_path / "fixed.plan"
+    build_engine(tm.onnx, plan, TensorRTSettings(batch_min=2, batch_opt=2, batch_max=2), source=tm.checkpoint)
+    engine = trt.Runtime(trt.Logger(trt.Logger.ERROR)).deserialize_cuda_engine(plan.read_bytes())
+    assert engine.get_tensor_dtype("video") == trt.DataType.UINT8
+    with open_engine(plan) as trt_engine, open_engine(tm.onnx) as ort_engine:
+        assert trt_engine.fixed_batch == 2
+        for batch in (1, 2):
+            feeds = _feeds(trt_engine.config, batch, seed=batch)
+            np.testing.assert_allclose(trt_engine.infer(feeds), ort_engine.infer(feeds), atol=1e-3, rtol=0)
+
+
+@pytest.mark.gpu
+def test_dla_build_puts_the_audio_pathways_on_the_dla(trt_and_models, tmp_path):
+    """Jetson only (a device with DLA cores); elsewhere skipped even under MVRT_REQUIRE_GPU=1."""
+    from mvrt.export.pipeline import export_model
+    from mvrt.runtime.engines import open_engine
+
+    trt, models = trt_and_models
+    if int(trt.Builder(trt.Logger(trt.Logger.ERROR)).num_DLA_cores or 0) < 1:
+        pytest.skip("this GPU has no DLA core")
+    tm = models["slowfast"]
+    fp16 = export_model(tm.checkpoint, tmp_path / "m.fp16.onnx", precision="fp16").onnx_path
+    record = build_engine(fp16, tmp_path / "dla.plan", TensorRTSettings(precision="fp16", batch_min=2, batch_opt=2,
+                                                                       batch_max=2, dla_core=0))
+    counts = record["layer_devices"]
+    assert record["dla_core"] == 0 and counts["dla"] > 0 and counts["gpu"] > 0
+    with open_engine(tmp_path / "dla.plan") as trt_engine, open_engine(fp16) as ort_engine:
+        feeds = _feeds(trt_engine.config, 1)
+        got, ref = trt_engine.infer(feeds), ort_engine.infer(feeds)
+    assert (got.argmax(1) == ref.argmax(1)).all() and np.abs(got - ref).max() < 0.1

@@ -50,6 +50,14 @@ def type_name(schema, value: int) -> str:
     return schema[0].DataType.Name(value)
 
 
+def model_feeds(config: ModelConfig, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Seeded inputs of `config`'s tensor contract: float32 normal noise, uint8 frames for contract 2's `video`."""
+    rng = np.random.default_rng(seed)
+    dtypes = config.input_dtypes()
+    return {n: (rng.integers(0, 256, (batch, *s), dtype=np.uint8) if dtypes[n] == "uint8"
+                else rng.standard_normal((batch, *s), dtype=np.float32)) for n, s in config.input_shapes().items()}
+
+
 def graph_io(path):
     """name -> (Triton type, full dims with -1 for symbolic) for every graph input and output."""
     proto = onnx.load(str(path))
@@ -133,7 +141,10 @@ def test_fp32_onnx_config_matches_the_graph_and_carries_the_model_config(schema,
     assert config.dynamic_batching.max_queue_delay_microseconds == DEFAULT_QUEUE_DELAY_MICROSECONDS
     (group,) = config.instance_group
     assert group.count == 1 and schema[0].ModelInstanceGroup.Kind.Name(group.kind) == "KIND_AUTO"
-    assert ModelConfig.from_json(config.parameters["mvrt_config"].string_value) == read_onnx_config(tiny.onnx) == tiny.config
+    exported = tiny.config.replace(contract=2)  # exported ONNX takes uint8 video (DESIGN §3 contract 2)
+    assert ModelConfig.from_json(config.parameters["mvrt_config"].string_value) == read_onnx_config(tiny.onnx) == exported
+    inputs = {t.name: type_name(schema, t.data_type) for t in config.input}
+    assert inputs == {**dict.fromkeys(tiny.config.audio_inputs, "TYPE_FP32"), "video": "TYPE_UINT8"}
     assert config.parameters["mvrt_precision"].string_value == "fp32" == repo.precision
     assert config.parameters["mvrt_model_sha256"].string_value == sha256_file(tiny.onnx)
 
@@ -141,13 +152,12 @@ def test_fp32_onnx_config_matches_the_graph_and_carries_the_model_config(schema,
 def test_repository_model_runs_on_onnxruntime_with_the_same_logits(tiny_models, tmp_path):
     import onnxruntime as ort
 
-    from mvrt.runtime.engine_timing import synthetic_feeds
-
     tiny = tiny_models["slowfast"]
     repo = write_triton_repository(tiny.onnx, tmp_path / "repo")
     assert repo.model_file == tmp_path / "repo" / "tiny-slowfast" / "1" / "model.onnx"
     assert repo.model_file.read_bytes() == tiny.onnx.read_bytes()
-    feeds = synthetic_feeds(tiny.config.input_shapes(), 3, seed=1)
+    feeds = model_feeds(read_onnx_config(tiny.onnx), 3, seed=1)
+    assert feeds["video"].dtype == np.uint8
     run = lambda p: ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(["logits"], feeds)[0]  # noqa: E731
     served, source = run(repo.model_file), run(tiny.onnx)
     assert served.shape == (3, 6) and np.array_equal(served, source)
@@ -171,10 +181,8 @@ def int8_model(tiny_models, tmp_path_factory):
     """A calibrated Q/DQ INT8 musicvideo (min-max ranges over two synthetic batches) and its calibration feeds."""
     from mvrt.calibration.quantize import OP_TYPES, quantize_qdq
     from mvrt.calibration.ranges import collect_ranges
-    from mvrt.runtime.engine_timing import synthetic_feeds
-
     tiny = tiny_models["musicvideo"]
-    batches = [synthetic_feeds(tiny.config.input_shapes(), 2, seed=s) for s in range(2)]
+    batches = [model_feeds(read_onnx_config(tiny.onnx), 2, seed=s) for s in range(2)]
     ranges = collect_ranges(tiny.onnx, lambda: iter(batches), ("minmax",), OP_TYPES, total_samples=4, progress=False)
     proto = quantize_qdq(tiny.onnx, ranges.tensors_data("minmax"))
     add_metadata(proto, {PRECISION_KEY: "int8"})
@@ -190,7 +198,8 @@ def test_int8_qdq_onnx_config_matches_the_graph(schema, int8_model, tiny_models,
     assert config.platform == "onnxruntime_onnx" and config.parameters["mvrt_precision"].string_value == "int8"
     assert config.max_batch_size == 4 and list(config.dynamic_batching.preferred_batch_size) == [2, 4]
     assert_matches_graph(schema, config, path)
-    assert ModelConfig.from_json(config.parameters["mvrt_config"].string_value) == tiny_models["musicvideo"].config
+    assert ModelConfig.from_json(config.parameters["mvrt_config"].string_value) == read_onnx_config(path)
+    assert {t.name: type_name(schema, t.data_type) for t in config.input} == {"audio": "TYPE_FP32", "video": "TYPE_UINT8"}
 
 
 def test_int8_qdq_onnx_runs_from_the_repository_with_the_same_logits(int8_model, tmp_path):
@@ -286,6 +295,19 @@ def test_plan_config_follows_its_batch_profile_and_copies_the_sidecar(schema, ti
     assert config.parameters["mvrt_precision"].string_value == "fp16"
     assert any("Orin (nvgpu)" in note and TENSORRT_VERSION in note for note in repo.notes)
     assert "batch profile is 1:4:16" in repo.config_path.read_text()
+
+
+def test_a_contract_2_plan_takes_uint8_video(schema, tiny_models, tmp_path):
+    """Without its ONNX, a plan's config lists the inputs its sidecar's model config says: uint8 `video`."""
+    config_in = tiny_models["slowfast"].config.replace(contract=2)
+    plan, _ = fake_plan(tmp_path, config_in)
+    repo = write_triton_repository(plan, tmp_path / "repo")
+    config = parse(schema, repo)
+    listed = {t.name: (type_name(schema, t.data_type), tuple(t.dims)) for t in config.input}
+    assert listed == {"audio_slow": ("TYPE_FP32", config_in.input_shapes()["audio_slow"]),
+                      "audio_fast": ("TYPE_FP32", config_in.input_shapes()["audio_fast"]),
+                      "video": ("TYPE_UINT8", (3, 64, 128, 128))}
+    assert "TYPE_UINT8" in repo.config_path.read_text()
 
 
 def test_plan_max_batch_size_may_be_lowered(schema, tiny_models, tmp_path):
@@ -410,7 +432,7 @@ def test_existing_model_folder_needs_overwrite_and_is_then_replaced_whole(tiny_m
         write_triton_repository(tiny_models["slowfast"].onnx, repo_dir, name="m")
     assert info.value.setting == "overwrite" and first.config_path.read_text() == before
     second = write_triton_repository(tiny_models["slowfast"].onnx, repo_dir, name="m", overwrite=True)
-    assert "video_fast" in second.config_path.read_text() and not (second.model_dir / "stale.txt").exists()
+    assert "audio_slow" in second.config_path.read_text() and not (second.model_dir / "stale.txt").exists()
     assert sorted(p.name for p in repo_dir.iterdir()) == ["m"]  # no staging folders left
 
 

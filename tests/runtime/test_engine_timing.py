@@ -46,6 +46,13 @@ def test_synthetic_feeds_match_the_model_inputs(tiny_models):
     assert all(v.dtype == np.float32 for v in feeds.values())
 
 
+def test_synthetic_feeds_follow_a_contract_2_models_dtypes(tiny_models):
+    with open_engine(tiny_models["slowfast"].onnx) as engine:
+        feeds = synthetic_feeds(engine.input_shapes, 2, input_dtypes=engine.input_dtypes)
+        assert feeds["video"].dtype == np.uint8 and feeds["video"].max() > 200 and feeds["audio_slow"].dtype == np.float32
+        assert engine.infer(feeds).shape == (2, 6)
+
+
 @pytest.mark.parametrize("kwargs, match", [({"warmup": -1}, "warmup"), ({"iterations": 0}, "iterations")])
 def test_bad_settings_are_refused(tiny_models, kwargs, match):
     with open_engine(tiny_models["slowfast"].onnx) as engine:

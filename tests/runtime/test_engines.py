@@ -23,24 +23,33 @@ from mvrt.runtime.model_meta import describe_model, read_model_config, read_onnx
 CONFIG = ModelConfig(arch="slowfast", width=1 / 16, frontend=FrontendConfig(window_seconds=4.0, image_size=32))
 
 
-def _feeds(batch: int, seed: int = 0) -> dict[str, np.ndarray]:
+def _feeds(batch: int, seed: int = 0, config: ModelConfig = CONFIG) -> dict[str, np.ndarray]:
+    """Random feeds of `config`'s contract: float32 audio (phase in [-pi, pi]) and video, uint8 video for contract 2."""
     rng = np.random.default_rng(seed)
-    feeds = {n: rng.standard_normal((batch, *s)).astype(np.float32) for n, s in CONFIG.input_shapes().items()}
-    for name in CONFIG.audio_inputs:
+    dtypes = config.input_dtypes()
+    feeds = {n: (rng.integers(0, 256, (batch, *s), dtype=np.uint8) if dtypes[n] == "uint8"
+                 else rng.standard_normal((batch, *s)).astype(np.float32)) for n, s in config.input_shapes().items()}
+    for name in config.audio_inputs:
         feeds[name][:, 1] = rng.uniform(-np.pi, np.pi, feeds[name][:, 1].shape)
     return feeds
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    """(checkpoint, onnx) of a tiny slowfast with BN statistics from train-mode passes."""
+    """(checkpoint, contract-1 onnx) of a tiny slowfast with BN statistics from train-mode passes."""
     torch.manual_seed(0)
     model = build_model(CONFIG).train()
     with torch.no_grad():
         model(*(torch.from_numpy(x) for x in _feeds(2, seed=99).values()))
     folder = tmp_path_factory.mktemp("engines")
     ckpt = save_checkpoint(model, CONFIG, folder / "tiny.safetensors")
-    return ckpt, export_onnx(ckpt, None, folder / "tiny.onnx")
+    return ckpt, export_onnx(ckpt, None, folder / "tiny.onnx", contract=1)
+
+
+@pytest.fixture(scope="module")
+def onnx_v2(models):
+    """The same checkpoint exported under tensor contract 2 (uint8 `video`)."""
+    return export_onnx(models[0], None, models[0].with_name("tiny.v2.onnx"))
 
 
 def test_onnxruntime_and_torch_engines_agree(models):
@@ -147,3 +156,17 @@ def test_runtime_engine_never_imports_torch(models):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["(1,", "6)", "False"]
+
+
+def test_contract_2_graph_takes_uint8_video_and_pads_on_onnxruntime(onnx_v2):
+    config = CONFIG.replace(contract=2)
+    with open_engine(onnx_v2) as engine:
+        assert engine.config == config and engine.input_dtypes["video"] == np.uint8
+        feeds = _feeds(3, seed=5, config=config)
+        want = engine.infer(feeds)
+        with pytest.raises(UsageError, match=r"input 'video' must be uint8, got float32 \(the model takes frames as uint8"):
+            engine.infer({**feeds, "video": feeds["video"].astype(np.float32)})
+        engine.fixed_batch = 4  # what a graph whose batch axis is the number 4 sets
+        got = engine.infer(feeds)  # onnxruntime runs 4 rows, 3 come back
+    assert got.shape == (3, 6)
+    np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)

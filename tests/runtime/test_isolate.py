@@ -36,8 +36,11 @@ def _workers() -> list[int]:
     return found
 
 
-def test_the_worker_computes_bit_identical_inputs(tiny_models, clip_10s):
-    config = tiny_models["slowfast"].config
+@pytest.mark.parametrize("contract", [1, 2])
+def test_the_worker_computes_bit_identical_inputs(tiny_models, clip_10s, contract):
+    config = tiny_models["slowfast"].config.replace(contract=contract)
+    dtypes = {"audio_slow": np.float32, "audio_fast": np.float32, **(
+        {"video": np.uint8} if contract == 2 else {"video_slow": np.float32, "video_fast": np.float32})}
     pipeline = PipelineConfig(hop_seconds=2.5)
     local = list(LocalSource(config, pipeline).file_events(str(clip_10s)))
     source = IsolatedSource(config, pipeline)
@@ -50,8 +53,9 @@ def test_the_worker_computes_bit_identical_inputs(tiny_models, clip_10s):
     for a, b in zip(local[1:-1], isolated[1:-1]):
         assert a.window == b.window and a.gap_seconds == b.gap_seconds == 0.0
         assert b.ready_monotonic is not None and b.ready_monotonic <= time.monotonic()  # one clock for both
-        for name, value in a.feeds.items():
-            assert b.feeds[name].dtype == np.float32 and np.array_equal(b.feeds[name], value), name
+        assert set(b.feeds) == set(dtypes)
+        for name, value in a.feeds.items():  # contract 2: the uint8 frames cross the pipe unchanged
+            assert b.feeds[name].dtype == value.dtype == dtypes[name] and np.array_equal(b.feeds[name], value), name
     assert not _workers()  # closed: no worker left behind
 
 

@@ -51,9 +51,12 @@ def server(tmp_path_factory, small_models, tiny_models):
 
 
 def random_feeds(config, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Seeded feeds of the model's contract: float32 noise, uint8 frames for contract 2's `video` (UINT8 on the wire)."""
     rng = np.random.default_rng(seed)
-    shapes = config.input_shapes()
-    return {name: rng.standard_normal((batch, *shape), dtype=np.float32) for name, shape in shapes.items()}
+    dtypes = config.input_dtypes()
+    return {name: (rng.integers(0, 256, (batch, *shape), dtype=np.uint8) if dtypes[name] == "uint8"
+                   else rng.standard_normal((batch, *shape), dtype=np.float32))
+            for name, shape in config.input_shapes().items()}
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -91,12 +94,13 @@ def test_logits_equal_local_onnxruntime(server, small_models, protocol):
 
 @pytest.mark.parametrize(("protocol", "batch"), [("grpc", 2), ("http", 1)])
 def test_full_size_windows_cross_the_wire(server, tiny_models, protocol, batch):
-    """A full-size tiny window is ~14.5 MB: over gRPC's 4 MiB default, and a large JSON body over HTTP."""
+    """A full-size tiny window is ~3.5 MB under contract 2 (uint8 video; 14.5 MB as float32): two are over gRPC's
+    4 MiB default, and one is a large JSON body over HTTP."""
     onnx = tiny_models["slowfast"].onnx
     with KServeEngine(onnx, url=server.url(protocol), remote_model="big", protocol=protocol,
                       timeout_seconds=60) as engine:
         feeds = random_feeds(engine.config, batch, seed=7)
-        assert sum(a.nbytes for a in feeds.values()) > 4 * 2**20 * batch
+        assert feeds["video"].dtype == np.uint8 and sum(a.nbytes for a in feeds.values()) > 3 * 2**20 * batch
         remote = engine.infer(feeds)
     assert np.max(np.abs(softmax(remote) - softmax(local_logits(onnx, feeds)))) <= 1e-5
 
@@ -182,8 +186,8 @@ def test_remote_model_with_other_input_names(server, tiny_models, protocol):
 def test_remote_model_with_other_input_dims(server, tiny_models):
     """The full-size tiny model's file has stem tiny-slowfast; the server's tiny-slowfast has 32-pixel frames."""
     engine = KServeEngine(tiny_models["slowfast"].onnx, url=server.grpc_url)
-    with pytest.raises(ModelError, match=r"remote .*video_fast FP32\[-1,3,64,32,32\].* vs local .*video_fast "
-                                         r"FP32\[-1,3,64,128,128\]") as info:
+    with pytest.raises(ModelError, match=r"remote .*video UINT8\[-1,3,64,32,32\].* vs local .*video "
+                                         r"UINT8\[-1,3,64,128,128\]") as info:
         engine.load()
     one_line(info)
 
@@ -254,10 +258,11 @@ def test_server_message_limit_is_one_line(tmp_path, small_models):
     onnx = small_models["slowfast"]
     with MLServer(tmp_path / "mlserver", [ServedModel("tiny-slowfast", onnx)], grpc_max_message_bytes=2**20) as own:
         with KServeEngine(onnx, url=own.grpc_url) as engine:
-            assert engine.infer(random_feeds(engine.config, 1)).shape == (1, 6)  # ~1 MB minus a little
+            assert engine.window_bytes < 2**20 // 3  # ~0.28 MB a window (uint8 video)
+            assert engine.infer(random_feeds(engine.config, 1)).shape == (1, 6)
             with pytest.raises(BackendError, match=r"too large .*lower batch_size or raise the server's gRPC "
                                                    r"message limit") as info:
-                engine.infer(random_feeds(engine.config, 3))
+                engine.infer(random_feeds(engine.config, 5))  # ~1.4 MB
     one_line(info)
 
 

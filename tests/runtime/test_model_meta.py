@@ -163,3 +163,23 @@ def test_cli_info_and_infer_print_one_line(tmp_path, capsys, kind):
     backend = ["--backend", "onnxruntime"] if kind == "onnx" else ["--backend", "torch"]
     assert mvrt.cli.main(["infer", str(tmp_path / "clip.mp4"), "--model", str(path), "-q", *backend]) == 1
     assert capsys.readouterr().err == expected
+
+
+@pytest.mark.parametrize("contract", [1, 2])
+def test_info_shows_the_tensor_contract_the_input_dtypes_and_the_bytes_a_window(tmp_path, capsys, contract):
+    """30 s slowfast windows: 16.6 MB of float32 under contract 1, 5.5 MB with contract 2's uint8 `video`."""
+    config = ModelConfig(arch="slowfast", contract=contract)
+    path = tmp_path / "m.onnx"
+    write_onnx(path, config.to_json())
+    info = describe_model(path)
+    assert info["contract"] == contract
+    if contract == 1:
+        assert info["input_dtypes"] == dict.fromkeys(("audio_slow", "audio_fast", "video_slow", "video_fast"), "float32")
+        assert info["window_input_bytes"] == 16_557_056 == 4 * (2 * 128 * (469 + 1876) + 3 * 72 * 128 * 128)
+    else:
+        assert info["input_dtypes"] == {"audio_slow": "float32", "audio_fast": "float32", "video": "uint8"}
+        assert info["inputs"]["video"] == ["batch", 3, 64, 128, 128]
+        assert info["window_input_bytes"] == 5_547_008 == 4 * 2 * 128 * (469 + 1876) + 3 * 64 * 128 * 128
+    assert mvrt.cli.main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert f"contract: {contract}" in out and "input_dtypes" in out

@@ -23,9 +23,9 @@ from mvrt.runtime.engines.sidecar import (
     write_sidecar,
 )
 
-CONFIG = ModelConfig(arch="musicvideo", width=1 / 16, frontend=FrontendConfig(window_seconds=4.0))
+CONFIG = ModelConfig(arch="musicvideo", width=1 / 16, frontend=FrontendConfig(window_seconds=4.0), contract=2)
 BUILT_ON = Machine(tensorrt_version="10.3.0.30", gpu_name="Orin (nvgpu)", compute_capability="8.7", dla_cores=2)
-REBUILD = r"rebuild it with `mvrt export model\.safetensors --onnx \S+x\.fp16\.onnx --engine \S+x\.plan --batch 1:2:4 --precision fp16`"
+REBUILD = r"rebuild it with `mvrt export model\.safetensors --onnx \S+x\.fp16\.onnx --engine \S+x\.plan --batch 1:2:4 --precision fp16 --workspace-gib 1`"
 
 
 @pytest.fixture
@@ -98,7 +98,7 @@ def test_version_compatible_policy(plan, built, running, exclude_lean, ok):
     if ok:
         validate_sidecar(sidecar, machine, path)
     else:
-        with pytest.raises(ModelError, match=r"--precision fp16 --version-compatible`"):
+        with pytest.raises(ModelError, match=r"--precision fp16 --workspace-gib 1 --version-compatible`"):
             validate_sidecar(sidecar, machine, path)
 
 
@@ -146,7 +146,37 @@ def test_rebuild_command_quotes_paths_with_spaces(plan, tmp_path):
     assert f"'{tmp_path / 'my model.safetensors'}'" in command
     # the rebuilt ONNX goes beside the plan (never over the model the plan came from)
     assert f"--onnx '{tmp_path / 'out dir' / 'm.fp16.onnx'}' --engine '{tmp_path / 'out dir' / 'm.plan'}'" in command
-    assert command.endswith("--precision fp16 --dla-core 0")
+    assert command.endswith("--precision fp16 --workspace-gib 1 --dla-core 0")
+
+
+def test_rebuild_of_a_plan_from_a_graph_names_the_graph_and_keeps_the_build_settings(plan, tmp_path):
+    """`mvrt calibrate --engine` plans: `mvrt export m.int8.onnx --engine ...` (export takes no
+    --precision int8); the workspace and timing cache of the build are kept."""
+    _, sidecar = plan
+    graph = tmp_path / "m.int8.onnx"
+    sidecar = dataclasses.replace(sidecar, precision="int8", source=str(graph), workspace_bytes=3 << 29,
+                                  timing_cache=str(tmp_path / "t.cache"), calibration_sha256="cd" * 32)
+    command = rebuild_command(sidecar, tmp_path / "m.plan")
+    assert command == (f"mvrt export {graph} --engine {tmp_path / 'm.plan'} --batch 1:2:4 --workspace-gib 1.5 "
+                       f"--timing-cache {tmp_path / 't.cache'}")
+
+
+def test_rebuild_of_a_contract_1_plan_asks_for_contract_1(plan, tmp_path):
+    _, sidecar = plan
+    sidecar = dataclasses.replace(sidecar, model_config=CONFIG.replace(contract=1))
+    assert rebuild_command(sidecar, tmp_path / "x.plan").endswith("--batch 1:2:4 --precision fp16 --contract 1 --workspace-gib 1")
+
+
+def test_layer_devices_round_trip_and_are_checked(plan):
+    path, sidecar = plan
+    counts = {"dla": 120, "gpu": 400, "audio_on_gpu": 3}
+    write_sidecar(path, dataclasses.replace(sidecar, dla_core=0, layer_devices=counts))
+    assert read_sidecar(path).layer_devices == counts
+    data = json.loads(sidecar_path(path).read_text())
+    for bad in ({"dla": "many"}, {"dla": -1}, {"dla": True}, [1, 2]):
+        sidecar_path(path).write_text(json.dumps(data | {"layer_devices": bad}))
+        with pytest.raises(ModelError, match=r"malformed sidecar .*layer_devices"):
+            read_sidecar(path)
 
 
 def test_version_compatible_plans_need_explicit_trust(plan):

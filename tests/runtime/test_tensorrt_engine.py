@@ -31,8 +31,11 @@ def _has_cuda_python() -> bool:
 
 
 def _feeds(config: ModelConfig, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Random feeds of the config's contract (uint8 `video` for contract 2)."""
     rng = np.random.default_rng(seed)
-    return {n: rng.standard_normal((batch, *s)).astype(np.float32) for n, s in config.input_shapes().items()}
+    dtypes = config.input_dtypes()
+    return {n: (rng.integers(0, 256, (batch, *s), dtype=np.uint8) if dtypes[n] == "uint8"
+                else rng.standard_normal((batch, *s)).astype(np.float32)) for n, s in config.input_shapes().items()}
 
 
 @pytest.fixture
@@ -72,14 +75,38 @@ def test_engine_knows_its_inputs_and_profile_before_loading(unbuilt_plan):
     engine = TensorRTEngine(unbuilt_plan)
     assert engine.config == CONFIG and engine.input_shapes == CONFIG.input_shapes()
     assert engine.max_batch == 4 and str(engine.profile) == "1:2:4" and engine.device == 0
-    with pytest.raises(UsageError, match=r"batch size 5 is outside this engine's profile 1:2:4 \(min:opt:max\).*"
-                       r"mvrt export tiny\.safetensors --onnx \S+tiny\.onnx --engine \S+tiny\.plan --batch 1:2:4 --precision fp32"):
+    assert (engine.min_batch, engine.fixed_batch) == (1, None)
+    with pytest.raises(UsageError, match=r"batch size 5 is over this engine's profile 1:2:4 \(min:opt:max\); use at most 4.*"
+                       r"mvrt export tiny\.safetensors --onnx \S+tiny\.onnx --engine \S+tiny\.plan --batch 1:2:4 "
+                       r"--precision fp32 --contract 1 --workspace-gib 1`"):
         engine.infer(_feeds(CONFIG, 5))
     with pytest.raises(UsageError, match=r"input 'audio_fast' has shape"):
         engine.infer({**_feeds(CONFIG, 2), "audio_fast": np.zeros((2, 3), np.float32)})
     if not HAS_TENSORRT:
         with pytest.raises(MissingDependencyError, match=r"pip install 'mvrt\[tensorrt\]'"):
             engine.infer(_feeds(CONFIG, 2))
+
+
+def _with_profile(plan, low, opt, high):
+    write_sidecar(plan, dataclasses.replace(read_sidecar(plan), batch=BatchProfile(low, opt, high)))
+    return plan
+
+
+def test_fixed_and_minimum_batches_come_from_the_sidecar_profile(unbuilt_plan):
+    """Known before TensorRT is needed: under MIN is padded (not refused), over MAX is refused."""
+    fixed = TensorRTEngine(_with_profile(unbuilt_plan, 4, 4, 4))
+    assert (fixed.min_batch, fixed.fixed_batch, fixed.max_batch) == (4, 4, 4)
+    assert [fixed.batch_to_run(b) for b in (1, 3, 4)] == [4, 4, 4]
+    with pytest.raises(UsageError, match=r"batch size 5 is over this engine's profile 4:4:4"):
+        fixed.check_feeds(_feeds(CONFIG, 5))
+    _, batch = fixed.check_feeds(_feeds(CONFIG, 1))  # a partial batch passes the checks; infer pads it
+    assert batch == 1
+    ranged = TensorRTEngine(_with_profile(unbuilt_plan, 2, 4, 8))
+    assert (ranged.min_batch, ranged.fixed_batch) == (2, None)
+    assert [ranged.batch_to_run(b) for b in (1, 2, 5, 8)] == [2, 2, 5, 8]
+    if not HAS_TENSORRT:  # batch 1 now reaches the load, which needs TensorRT
+        with pytest.raises(MissingDependencyError, match=r"pip install 'mvrt\[tensorrt\]'"):
+            ranged.infer(_feeds(CONFIG, 1))
 
 
 @pytest.fixture
@@ -226,7 +253,7 @@ def test_damaged_plan_with_a_matching_sidecar_is_a_model_error(tmp_path):
         source="tiny.safetensors"))
     engine = open_engine(path, trust_plan_code=True)
     with pytest.raises(ModelError, match=r"damaged\.plan: TensorRT \S+ cannot deserialise the plan: .+; rebuild it with "
-                       r"`mvrt export tiny\.safetensors --onnx \S+damaged\.onnx --engine \S+damaged\.plan --batch 1:2:4 --precision fp32 --version-compatible`") as info:
+                       r"`mvrt export tiny\.safetensors --onnx \S+damaged\.onnx --engine \S+damaged\.plan --batch 1:2:4 --precision fp32 --contract 1 --workspace-gib 1 --version-compatible`") as info:
         engine.load()
     assert "\n" not in str(info.value) and engine._state is None
 
@@ -262,7 +289,7 @@ def test_plan_matches_onnxruntime(built):
             got, ref = trt_engine.infer(feeds), ort_engine.infer(feeds)
             assert got.shape == (batch, 6) and got.dtype == np.float32
             np.testing.assert_allclose(got, ref, atol=1e-3, rtol=0)
-        with pytest.raises(UsageError, match=r"batch size 5 is outside this engine's profile 1:2:4"):
+        with pytest.raises(UsageError, match=r"batch size 5 is over this engine's profile 1:2:4"):
             trt_engine.infer(_feeds(tm.config, 5))
     assert trt_engine._state is None  # released on exit
 
@@ -273,7 +300,7 @@ def test_plan_is_plain_serialized_engine(built):
     _, plan = built
     runtime = trt.Runtime(trt.Logger(trt.Logger.ERROR))
     engine = runtime.deserialize_cuda_engine(plan.read_bytes())
-    assert engine is not None and engine.num_io_tensors == 5
+    assert engine is not None and engine.num_io_tensors == len(built[0].config.input_names) + 1
 
 
 @pytest.mark.gpu

@@ -5,8 +5,9 @@ end to end. It was trained on clips from `mvrt standin` (see the README for the 
 not on MVED: every output made with it says so through its `trained_on` field.
 
 Two files ship: the torch checkpoint (`default_checkpoint_path()`, for `mvrt export`,
-`mvrt train --init` and the torch backend) and its FP32 ONNX export (`default_model_path()`),
-whose `checkpoint_sha256` metadata is the checkpoint's sha256. The checkpoint was rebuilt
+`mvrt train --init` and the torch backend) and its FP32 ONNX export (`default_model_path()`,
+tensor contract 2: uint8 `video`, normalised in the graph), whose `checkpoint_sha256` metadata
+is the checkpoint's sha256. The checkpoint was rebuilt
 from the ONNX export of the original training run (`tools/checkpoint_from_onnx.py`): its
 convolutions carry the BatchNorm-folded weights and every BatchNorm is the identity in eval
 mode (weight 1, the folded bias, running mean 0, running variance 1 - eps). It computes the

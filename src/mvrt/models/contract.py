@@ -23,7 +23,13 @@ class Uint8VideoInputs(nn.Module):
     def __init__(self, network: nn.Module, config: ModelConfig):
         super().__init__()
         fe = config.frontend
-        self.network = network
+        # The network's children are this module's own, so parameter and node names stay those of
+        # the plain network (`pathways.audio_slow...`, not `network.pathways...`) in both contracts.
+        if next(network.parameters(recurse=False), None) is not None or next(network.buffers(recurse=False), None) is not None:
+            raise ValueError("Uint8VideoInputs wraps networks whose parameters all live in child modules")
+        for name, child in network.named_children():
+            self.add_module(name, child)
+        self._network = (network,)  # a tuple: not registered a second time
         self.audio_count = len(config.audio_inputs)
         self.register_buffer("scale", torch.tensor(np.float32(1.0 / (255.0 * fe.video_std))), persistent=False)
         self.register_buffer("offset", torch.tensor(np.float32(fe.video_mean / fe.video_std)), persistent=False)
@@ -37,7 +43,7 @@ class Uint8VideoInputs(nn.Module):
         x = video.to(torch.float32) * self.scale - self.offset  # (B, 3, T, H, W)
         pathways = [x if count == self.fast_frames else x.index_select(2, getattr(self, f"frames_{i}"))  # (B, 3, count, H, W)
                     for i, count in enumerate(self.pathway_frames)]
-        return self.network(*audio, *pathways)
+        return self._network[0](*audio, *pathways)
 
 
 def with_contract(network: nn.Module, config: ModelConfig) -> nn.Module:
