@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from mvrt.cli import main
+from mvrt.runtime.model_meta import read_onnx_config
 
 pytest.importorskip("torch")
 
@@ -146,9 +147,11 @@ def test_features_writes_the_tensors_the_engine_sees(capsys, tiny_models, clip_1
     code, _, err = run(capsys, "features", clip_10s, "--model", tm.onnx, "--start", 4, "--output", out)
     assert code == 0, err
     feats = np.load(out, allow_pickle=False)
-    assert {k: feats[k].shape for k in tm.config.input_names} == tm.config.input_shapes()
+    config = read_onnx_config(tm.onnx)  # the graph's inputs (tensor contract 2: uint8 video)
+    assert {k: feats[k].shape for k in config.input_names} == config.input_shapes()
+    assert {k: str(feats[k].dtype) for k in config.input_names} == config.input_dtypes()
     with open_engine(tm.onnx) as engine:
-        logits = engine.infer({k: feats[k][None] for k in tm.config.input_names})[0]
+        logits = engine.infer({k: feats[k][None] for k in config.input_names})[0]
         window = next(e for e in run_pipeline(engine, [clip_10s], PipelineConfig()) if isinstance(e, WindowResult) and e.index == 1)
     np.testing.assert_allclose(logits, window.logits, atol=1e-5)
 

@@ -36,6 +36,7 @@ RENAMED: dict[str, str] = {
     "timeout_seconds": "--remote-timeout",
     "address": "--ray",
     "num_cpus": "--ray-cpus",
+    "providers": "--device",  # onnxruntime's execution providers: `--device cpu|cuda|cuda:N|tensorrt`
 }
 
 _VALUE = r"""'[^']*'|"[^"]*"|[\w:+-]+(?:\.\w+)*"""  # a Python string literal, a word or a number
