@@ -6,9 +6,9 @@ so a random window is uint8 noise there (the graph normalises it), never float32
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
+
+from mvrt.runtime.engine_timing import synthetic_feeds
 
 
 def random_feeds(config, batch: int = 1, seed: int = 0, *, network: bool = False) -> dict[str, np.ndarray]:
@@ -17,19 +17,6 @@ def random_feeds(config, batch: int = 1, seed: int = 0, *, network: bool = False
     `network=True` gives what the PyTorch network's forward takes (contract 1) instead of the
     artifact's inputs (`config.input_shapes()` / `input_dtypes()`).
     """
-    rng = np.random.default_rng(seed)
-    shapes = config.network_input_shapes() if network else config.input_shapes()
-    dtypes = dict.fromkeys(shapes, "float32") if network else config.input_dtypes()
-    feeds = {}
-    for name, shape in shapes.items():
-        if dtypes[name] == "uint8":
-            feeds[name] = rng.integers(0, 256, (batch, *shape), dtype=np.uint8)
-        else:
-            feeds[name] = rng.standard_normal((batch, *shape), dtype=np.float32)
-    return feeds
-
-
-def window_bytes(config) -> int:
-    """Bytes of one window's inputs as the artifact takes them (16.6 MB float32, ~5.5 MB contract 2)."""
-    dtypes = config.input_dtypes()
-    return sum(np.dtype(dtypes[n]).itemsize * math.prod(s) for n, s in config.input_shapes().items())
+    if network:
+        return synthetic_feeds(config.network_input_shapes(), batch, seed)
+    return synthetic_feeds(config.input_shapes(), batch, seed, config.input_dtypes())

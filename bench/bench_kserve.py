@@ -37,7 +37,7 @@ TESTS_DIR = BENCH_DIR.parent / "tests"
 for _folder in (BENCH_DIR, TESTS_DIR):
     if str(_folder) not in sys.path:
         sys.path.insert(0, str(_folder))
-from _feeds import random_feeds, window_bytes  # noqa: E402  (bench/ is not a package)
+from _feeds import random_feeds  # noqa: E402  (bench/ is not a package)
 from _machine import bench_parser, fill_defaults, int_list, machine_info  # noqa: E402
 from kserve_server import MLServer, ServedModel, mlserver_executable  # noqa: E402  (tests/ helper)
 
@@ -223,13 +223,13 @@ def _default_model(cache_dir: Path, width: float) -> Path:
 
 
 def _model_info(onnx_path: Path) -> dict:
-    from mvrt.runtime.model_meta import read_onnx_config
+    from mvrt.runtime.model_meta import input_bytes_per_window, read_onnx_config
 
     config = read_onnx_config(onnx_path)
     dtypes = ", ".join(f"{name} {dtype}" for name, dtype in config.input_dtypes().items())
     return {"onnx": str(onnx_path), "arch": config.arch, "width": config.width,
             "window_seconds": config.frontend.window_seconds, "contract": config.contract, "input_dtypes": dtypes,
-            "window_mb": window_bytes(config) / 1e6}
+            "window_mb": input_bytes_per_window(config) / 1e6}
 
 
 def _machine(executable: str) -> dict:

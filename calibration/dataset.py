@@ -29,6 +29,7 @@ import numpy as np
 from mvrt.config import ModelConfig
 from mvrt.data import Clip
 from mvrt.errors import UsageError
+from mvrt.runtime.model_meta import input_bytes_per_window  # noqa: F401  (re-exported: the report's figure)
 
 __all__ = ["CalibrationSet", "build_calibration_set", "calibration_sha256", "input_bytes_per_window", "select_clips"]
 
@@ -109,12 +110,6 @@ class CalibrationSet:
             items = [entry_features({k: np.asarray(v[i]) for k, v in self.arrays.items()}, config)
                      for i in range(start, stop)]
             yield {name: np.stack([item[name] for item in items]) for name in config.input_names}
-
-
-def input_bytes_per_window(config: ModelConfig) -> int:
-    """Bytes of one window's model inputs under `config`'s tensor contract (what a batch carries)."""
-    dtypes = config.input_dtypes()
-    return int(sum(np.dtype(dtypes[name]).itemsize * int(np.prod(shape)) for name, shape in config.input_shapes().items()))
 
 
 def build_calibration_set(clips: Sequence[Clip], config: ModelConfig, cache_root: str | os.PathLike, *,

@@ -144,3 +144,18 @@ def remux_damaged(src, dst, damage: dict, container: str | None = None):
                 empty.time_base, empty.stream = packet.time_base, outs[index]
                 out.mux(empty)
     return dst
+
+
+def window_batch(path, config, count: int = 2) -> dict[str, np.ndarray]:
+    """The first `count` windows of `path` decoded for real (numpy front-end) and stacked under
+    `config`'s tensor contract: uint8 `video` for contract 2, float32 pathways for contract 1."""
+    from mvrt.runtime.decode import iter_window_audio, iter_window_frames
+    from mvrt.runtime.network_inputs import window_features
+    from mvrt.runtime.window_reader import file_windows
+
+    fe = config.frontend
+    windows = file_windows(str(path), config)[:count]
+    audio = iter_window_audio(str(path), windows, sorted(set(config.audio_inputs.values())), fe.window_seconds)
+    frames = iter_window_frames(str(path), windows, frames=fe.frames, size=fe.image_size)
+    feeds = [window_features(a, f, config, implementation="numpy") for a, f in zip(audio, frames)]
+    return {name: np.stack([f[name] for f in feeds]) for name in config.input_names}  # (B, ...) each

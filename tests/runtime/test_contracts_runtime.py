@@ -14,12 +14,11 @@ import pytest
 
 from mvrt.cli import main
 from mvrt.errors import UsageError
-from mvrt.runtime.decode import iter_window_audio, iter_window_frames
 from mvrt.runtime.engines import open_engine
-from mvrt.runtime.network_inputs import window_features
 from mvrt.runtime.pipeline import PipelineConfig, run_pipeline
 from mvrt.runtime.results import VideoResult
-from mvrt.runtime.window_reader import file_windows
+
+from media_factory import window_batch
 
 pytest.importorskip("torch")
 
@@ -37,23 +36,13 @@ def both_onnx(tiny_models, tmp_path_factory):
             export_onnx(tm.checkpoint, None, folder / "c2.onnx", contract=2))
 
 
-def _window_batch(path, config, count: int = 2) -> dict[str, np.ndarray]:
-    """The first `count` windows of `path` decoded for real and stacked under `config`'s contract."""
-    fe = config.frontend
-    windows = file_windows(str(path), config)[:count]
-    audio = iter_window_audio(str(path), windows, sorted(set(config.audio_inputs.values())), fe.window_seconds)
-    frames = iter_window_frames(str(path), windows, frames=fe.frames, size=fe.image_size)
-    feeds = [window_features(a, f, config, implementation="numpy") for a, f in zip(audio, frames)]
-    return {name: np.stack([f[name] for f in feeds]) for name in config.input_names}  # (B, ...) each
-
-
 def test_torch_contract_2_on_cpu_equals_contract_1_on_the_same_media(tiny_models, clip_10s):
     tm = tiny_models["slowfast"]
     with open_engine(tm.checkpoint) as c1, open_engine(tm.checkpoint, contract=2) as c2:
         assert (c1.config.contract, c2.config.contract) == (1, 2)
         assert c2.config == tm.config.replace(contract=2) and c2.config.input_names == ("audio_slow", "audio_fast", "video")
         assert c2.input_dtypes["video"] == np.uint8 and c1.input_dtypes["video_fast"] == np.float32
-        float_feeds, uint8_feeds = _window_batch(clip_10s, c1.config), _window_batch(clip_10s, c2.config)
+        float_feeds, uint8_feeds = window_batch(clip_10s, c1.config), window_batch(clip_10s, c2.config)
         assert uint8_feeds["video"].dtype == np.uint8 and uint8_feeds["video"].nbytes * 4 == float_feeds["video_fast"].nbytes
         want, got = c1.infer(float_feeds), c2.infer(uint8_feeds)
     assert got.shape == (2, 6) and got.dtype == np.float32
@@ -64,7 +53,7 @@ def test_torch_contract_2_on_cpu_equals_contract_1_on_the_same_media(tiny_models
 def test_torch_contract_2_matches_the_contract_2_onnx(tiny_models, both_onnx, clip_10s):
     with open_engine(tiny_models["slowfast"].checkpoint, contract=2) as torch_engine, open_engine(both_onnx[1]) as ort:
         assert ort.config == torch_engine.config
-        feeds = _window_batch(clip_10s, ort.config, count=1)
+        feeds = window_batch(clip_10s, ort.config, count=1)
         np.testing.assert_allclose(torch_engine.infer(feeds), ort.infer(feeds), atol=1e-4, rtol=0)
         with pytest.raises(UsageError, match=r"input 'video' must be uint8, got float32"):
             torch_engine.infer({**feeds, "video": feeds["video"].astype(np.float32)})

@@ -18,6 +18,7 @@ from mvrt.runtime.engines.kserve_engine import KServeEngine
 from mvrt.runtime.model_meta import input_bytes_per_window
 
 from kserve_server import MLServer, ServedModel, require_kserve
+from media_factory import window_batch
 
 _RELAY_TIMEOUT_SECONDS = 60.0
 _CHUNK_BYTES = 1 << 16
@@ -101,27 +102,13 @@ def served(tiny_models, tmp_path_factory):
         yield server, models
 
 
-def _media_feeds(path, config, count: int) -> dict[str, np.ndarray]:
-    """`count` real windows of `path` (decoded, front-end) under `config`'s contract, stacked."""
-    from mvrt.runtime.decode import iter_window_audio, iter_window_frames
-    from mvrt.runtime.network_inputs import window_features
-    from mvrt.runtime.window_reader import file_windows
-
-    fe = config.frontend
-    windows = file_windows(str(path), config)[:count]
-    audio = iter_window_audio(str(path), windows, sorted(set(config.audio_inputs.values())), fe.window_seconds)
-    frames = iter_window_frames(str(path), windows, frames=fe.frames, size=fe.image_size)
-    feeds = [window_features(a, f, config, implementation="numpy") for a, f in zip(audio, frames)]
-    return {name: np.stack([f[name] for f in feeds]) for name in config.input_names}  # (B, ...) each
-
-
 def test_contract_2_sends_uint8_video_a_quarter_of_the_bytes_with_the_same_logits(served, clip_10s):
     server, models = served
     measured, logits = {}, {}
     for name, onnx in models.items():
         with CountingRelay(server.grpc_port) as relay:
             with KServeEngine(onnx, url=f"127.0.0.1:{relay.port}", remote_model=name, timeout_seconds=60) as engine:
-                feeds = _media_feeds(clip_10s, engine.config, count=3)
+                feeds = window_batch(clip_10s, engine.config, count=3)
                 sizes = []
                 for batch in (1, 3):
                     before = relay.sent_bytes
