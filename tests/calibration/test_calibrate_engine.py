@@ -14,6 +14,7 @@ from mvrt.calibration.pipeline import calibrate
 from mvrt.calibration.settings import CalibrationSettings
 from mvrt.errors import MissingDependencyError, UsageError
 from mvrt.export.build_settings import TensorRTSettings
+from mvrt.runtime.model_meta import read_onnx_config
 
 HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
 
@@ -58,7 +59,7 @@ def test_int8_plan_follows_the_int8_onnx(calib_data, tmp_path):
     sidecar = read_sidecar(result.engine_path)
     assert sidecar.precision == "int8"
     assert sidecar.calibration_sha256 == read_onnx_metadata(result.int8_path)["mvrt_calibration_sha256"]
-    _, feeds = validation_feeds(root, model.config, tmp_path / "cache")
+    _, feeds = validation_feeds(root, read_onnx_config(model.onnx), tmp_path / "cache")  # the exported contract
     with open_engine(result.engine_path) as plan, open_engine(result.int8_path) as onnx_int8:
         got, ref = plan.infer(feeds), onnx_int8.infer(feeds)
     # Same Q/DQ scales; TensorRT fuses and accumulates differently, so compare probabilities loosely.

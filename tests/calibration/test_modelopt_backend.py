@@ -11,6 +11,7 @@ from shared_fixtures import validation_feeds
 from mvrt.calibration.pipeline import calibrate
 from mvrt.calibration.settings import CalibrationSettings
 from mvrt.errors import MissingDependencyError, UsageError
+from mvrt.runtime.model_meta import read_onnx_config
 
 
 def _settings(tmp_path, **kw):
@@ -116,7 +117,7 @@ def test_modelopt_report_matches_a_fresh_run(modelopt_run):
     from mvrt.runtime.engines.onnxruntime_engine import OnnxRuntimeEngine
 
     root, model, work, result = modelopt_run
-    _, feeds = validation_feeds(root, model.config, work / "cache")
+    _, feeds = validation_feeds(root, read_onnx_config(model.onnx), work / "cache")  # the exported contract
     with OnnxRuntimeEngine(model.onnx, threads=1) as fp32, OnnxRuntimeEngine(result.int8_path, threads=1) as int8:
         a, b = fp32.infer(feeds), int8.infer(feeds)
     assert result.report.comparison.agreement == pytest.approx(np.mean(a.argmax(1) == b.argmax(1)))
