@@ -17,7 +17,7 @@ from mvrt.errors import BackendError, MissingDependencyError, ModelError, UsageE
 from mvrt.runtime.engines import open_engine
 from mvrt.runtime.engines.sidecar import BatchProfile, EngineSidecar, read_sidecar, write_sidecar
 from mvrt.runtime.engines.tensorrt_engine import TensorRTEngine, parse_device
-from mvrt.runtime.model_meta import sha256_file
+from mvrt.runtime.model_meta import read_onnx_config, sha256_file
 
 CONFIG = ModelConfig(arch="slowfast", width=1 / 16, frontend=FrontendConfig(window_seconds=4.0, image_size=32))
 HAS_TENSORRT = any(importlib.util.find_spec(m) is not None for m in ("tensorrt", "tensorrt_lean"))
@@ -285,12 +285,12 @@ def test_plan_matches_onnxruntime(built):
     with open_engine(plan) as trt_engine, open_engine(tm.onnx) as ort_engine:
         assert trt_engine.name == "tensorrt" and trt_engine.max_batch == 4
         for batch in (1, 3):
-            feeds = _feeds(tm.config, batch, seed=batch)
+            feeds = _feeds(trt_engine.config, batch, seed=batch)  # the plan's contract (2: uint8 video)
             got, ref = trt_engine.infer(feeds), ort_engine.infer(feeds)
             assert got.shape == (batch, 6) and got.dtype == np.float32
             np.testing.assert_allclose(got, ref, atol=1e-3, rtol=0)
         with pytest.raises(UsageError, match=r"batch size 5 is over this engine's profile 1:2:4"):
-            trt_engine.infer(_feeds(tm.config, 5))
+            trt_engine.infer(_feeds(trt_engine.config, 5))
     assert trt_engine._state is None  # released on exit
 
 
@@ -300,7 +300,7 @@ def test_plan_is_plain_serialized_engine(built):
     _, plan = built
     runtime = trt.Runtime(trt.Logger(trt.Logger.ERROR))
     engine = runtime.deserialize_cuda_engine(plan.read_bytes())
-    assert engine is not None and engine.num_io_tensors == len(built[0].config.input_names) + 1
+    assert engine is not None and engine.num_io_tensors == len(read_onnx_config(built[0].onnx).input_names) + 1
 
 
 @pytest.mark.gpu
