@@ -20,14 +20,14 @@ from mvrt.runtime.sources import SourceOptions, parse_input_option
 ROOT = Path(__file__).resolve().parents[1]
 LIBRARY = [ROOT / "src" / "mvrt", ROOT / "runtime", ROOT / "export", ROOT / "calibration"]
 # Library modules whose settings no flag gives (`--triton-repo` writes with the defaults).
-API_ONLY = {"export/triton_repo.py"}
+API_ONLY = {"export/triton_repo.py", "export/triton_model.py"}
 # Modules that pass on a setting named elsewhere (an error's class, the isolation worker's wire, a Ray task's result).
 PASS_THROUGH = {"errors.py", "runtime/isolate.py", "_ray_tasks.py"}
 # Settings of the Python API that no command has, by design.
 API_SETTINGS = {"label",  # mvrt.standin.write_standin_clip's class (`mvrt standin` makes every class)
                 "max_batch",  # KServeEngine's largest batch (sizes its gRPC messages; the CLI passes batch_size)
                 "stall_timeout_seconds", "max_inputs_in_flight",  # run_on_ray's bounds (the CLI keeps the defaults)
-                "device_id"}  # OnnxRuntimeEngine's GPU index (the CLI names it in --providers cuda:N)
+                "device_id"}  # OnnxRuntimeEngine's GPU index (the CLI names it in --device cuda:N)
 
 
 def run(capsys, *argv):
