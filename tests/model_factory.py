@@ -51,3 +51,19 @@ def _warm_batchnorm(model, config: ModelConfig, seed: int) -> None:
         for _ in range(3):
             inputs = [torch.randn((2, *shape), generator=gen) for shape in shapes.values()]
             model(*inputs)
+
+
+def random_feeds(config: ModelConfig, batch: int, seed: int = 0, *, phase: bool = False) -> dict:
+    """Seeded inputs of `config`'s tensor contract (`engine_timing.synthetic_feeds`): float32 normal
+    noise, uint8 frames 0..255 for contract 2's `video`; (batch, ...) each. `phase=True`: each audio
+    input's channel 1 uniform in [-pi, pi], as the front-end's phase is."""
+    import numpy as np
+
+    from mvrt.runtime.engine_timing import synthetic_feeds
+
+    feeds = synthetic_feeds(config.input_shapes(), batch, seed, config.input_dtypes())
+    if phase:
+        rng = np.random.default_rng(seed)
+        for name in config.audio_inputs:
+            feeds[name][:, 1] = rng.uniform(-np.pi, np.pi, feeds[name][:, 1].shape)  # (B, F, T) of (B, 2, F, T)
+    return feeds

@@ -10,6 +10,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from model_factory import random_feeds
 
 from mvrt.checkpoint import load_checkpoint, save_checkpoint
 from mvrt.config import FrontendConfig, ModelConfig
@@ -24,17 +25,7 @@ FRONTEND = FrontendConfig(window_seconds=4.0, image_size=32)
 
 def _inputs(config: ModelConfig, batch: int, seed: int) -> dict[str, np.ndarray]:
     """Audio ch0 ~ N(0,1), ch1 (phase) in [-pi, pi]; float video ~ N(0,1), uint8 video uniform in 0..255."""
-    rng = np.random.default_rng(seed)
-    feeds = {}
-    for name, shape in config.input_shapes().items():
-        if config.input_dtypes()[name] == "uint8":
-            feeds[name] = rng.integers(0, 256, (batch, *shape), dtype=np.uint8)
-            continue
-        x = rng.standard_normal((batch, *shape)).astype(np.float32)
-        if name in config.audio_inputs:
-            x[:, 1] = rng.uniform(-np.pi, np.pi, (batch, *shape[1:]))
-        feeds[name] = x
-    return feeds
+    return random_feeds(config, batch, seed, phase=True)
 
 
 @pytest.fixture(scope="module", params=["slowfast", "musicvideo"])

@@ -14,6 +14,7 @@ import numpy as np
 import onnx
 import pytest
 from gpu import require_tensorrt
+from model_factory import random_feeds
 
 from mvrt.config import FrontendConfig, ModelConfig
 from mvrt.errors import MissingDependencyError, ModelError, UsageError
@@ -36,14 +37,6 @@ def _metadata_onnx(path, **metadata):
     add_metadata(model, {CONFIG_KEY: CONFIG.to_json(), **metadata})
     onnx.save(model, path)
     return path
-
-
-def _feeds(config: ModelConfig, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """Random feeds of the config's contract (uint8 `video` for contract 2)."""
-    rng = np.random.default_rng(seed)
-    dtypes = config.input_dtypes()
-    return {n: (rng.integers(0, 256, (batch, *s), dtype=np.uint8) if dtypes[n] == "uint8"
-                else rng.standard_normal((batch, *s)).astype(np.float32)) for n, s in config.input_shapes().items()}
 
 
 def test_precision_comes_from_the_graph(tmp_path):
@@ -144,7 +137,7 @@ def test_version_compatible_build_runs_and_keeps_the_calibration_hash(trt_and_mo
     record = build_engine(onnx_path, tmp_path / "vc.plan", TensorRTSettings(batch_min=1, batch_opt=1, batch_max=2,
                                                                            version_compatible=True))
     assert record["version_compatible"] is True and record["calibration_sha256"] == "ef" * 32
-    feeds = _feeds(tm.config.replace(contract=2), 2, seed=1)
+    feeds = random_feeds(tm.config.replace(contract=2), 2, seed=1)
     with open_engine(tmp_path / "vc.plan", trust_plan_code=True) as trt_engine, open_engine(tm.onnx) as ort_engine:
         np.testing.assert_allclose(trt_engine.infer(feeds), ort_engine.infer(feeds), atol=1e-3, rtol=0)
 
@@ -176,7 +169,7 @@ def test_fixed_batch_plan_takes_uint8_video_and_pads_a_partial_batch(trt_and_mod
     with open_engine(plan) as trt_engine, open_engine(tm.onnx) as ort_engine:
         assert trt_engine.fixed_batch == 2
         for batch in (1, 2):
-            feeds = _feeds(trt_engine.config, batch, seed=batch)
+            feeds = random_feeds(trt_engine.config, batch, seed=batch)
             np.testing.assert_allclose(trt_engine.infer(feeds), ort_engine.infer(feeds), atol=1e-3, rtol=0)
 
 
@@ -196,6 +189,6 @@ def test_dla_build_puts_the_audio_pathways_on_the_dla(trt_and_models, tmp_path):
     counts = record["layer_devices"]
     assert record["dla_core"] == 0 and counts["dla"] > 0 and counts["gpu"] > 0
     with open_engine(tmp_path / "dla.plan") as trt_engine, open_engine(fp16) as ort_engine:
-        feeds = _feeds(trt_engine.config, 1)
+        feeds = random_feeds(trt_engine.config, 1)
         got, ref = trt_engine.infer(feeds), ort_engine.infer(feeds)
     assert (got.argmax(1) == ref.argmax(1)).all() and np.abs(got - ref).max() < 0.1

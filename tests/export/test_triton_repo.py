@@ -16,6 +16,7 @@ import shutil
 import numpy as np
 import onnx
 import pytest
+from model_factory import random_feeds
 from onnx import TensorProto, helper, numpy_helper
 
 from mvrt.artifacts import CONFIG_KEY, PRECISION_KEY
@@ -48,14 +49,6 @@ def parse(schema, repo):
 
 def type_name(schema, value: int) -> str:
     return schema[0].DataType.Name(value)
-
-
-def model_feeds(config: ModelConfig, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """Seeded inputs of `config`'s tensor contract: float32 normal noise, uint8 frames for contract 2's `video`."""
-    rng = np.random.default_rng(seed)
-    dtypes = config.input_dtypes()
-    return {n: (rng.integers(0, 256, (batch, *s), dtype=np.uint8) if dtypes[n] == "uint8"
-                else rng.standard_normal((batch, *s), dtype=np.float32)) for n, s in config.input_shapes().items()}
 
 
 def graph_io(path):
@@ -156,7 +149,7 @@ def test_repository_model_runs_on_onnxruntime_with_the_same_logits(tiny_models, 
     repo = write_triton_repository(tiny.onnx, tmp_path / "repo")
     assert repo.model_file == tmp_path / "repo" / "tiny-slowfast" / "1" / "model.onnx"
     assert repo.model_file.read_bytes() == tiny.onnx.read_bytes()
-    feeds = model_feeds(read_onnx_config(tiny.onnx), 3, seed=1)
+    feeds = random_feeds(read_onnx_config(tiny.onnx), 3, seed=1)
     assert feeds["video"].dtype == np.uint8
     run = lambda p: ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(["logits"], feeds)[0]  # noqa: E731
     served, source = run(repo.model_file), run(tiny.onnx)
@@ -182,7 +175,7 @@ def int8_model(tiny_models, tmp_path_factory):
     from mvrt.calibration.quantize import OP_TYPES, quantize_qdq
     from mvrt.calibration.ranges import collect_ranges
     tiny = tiny_models["musicvideo"]
-    batches = [model_feeds(read_onnx_config(tiny.onnx), 2, seed=s) for s in range(2)]
+    batches = [random_feeds(read_onnx_config(tiny.onnx), 2, seed=s) for s in range(2)]
     ranges = collect_ranges(tiny.onnx, lambda: iter(batches), ("minmax",), OP_TYPES, total_samples=4, progress=False)
     proto = quantize_qdq(tiny.onnx, ranges.tensors_data("minmax"))
     add_metadata(proto, {PRECISION_KEY: "int8"})

@@ -10,6 +10,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from model_factory import random_feeds
 
 from mvrt.checkpoint import save_checkpoint
 from mvrt.config import FrontendConfig, ModelConfig
@@ -25,13 +26,7 @@ CONFIG = ModelConfig(arch="slowfast", width=1 / 16, frontend=FrontendConfig(wind
 
 def _feeds(batch: int, seed: int = 0, config: ModelConfig = CONFIG) -> dict[str, np.ndarray]:
     """Random feeds of `config`'s contract: float32 audio (phase in [-pi, pi]) and video, uint8 video for contract 2."""
-    rng = np.random.default_rng(seed)
-    dtypes = config.input_dtypes()
-    feeds = {n: (rng.integers(0, 256, (batch, *s), dtype=np.uint8) if dtypes[n] == "uint8"
-                 else rng.standard_normal((batch, *s)).astype(np.float32)) for n, s in config.input_shapes().items()}
-    for name in config.audio_inputs:
-        feeds[name][:, 1] = rng.uniform(-np.pi, np.pi, feeds[name][:, 1].shape)
-    return feeds
+    return random_feeds(config, batch, seed, phase=True)
 
 
 @pytest.fixture(scope="module")

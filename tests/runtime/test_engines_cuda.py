@@ -4,6 +4,7 @@ import os
 
 import numpy as np
 import pytest
+from model_factory import random_feeds
 
 from mvrt.runtime.engines import open_engine
 
@@ -20,15 +21,6 @@ def _require_cuda():
     pytest.skip("no CUDA device")
 
 
-def _feeds(config, batch, seed=0):
-    """Feeds of `config`'s contract: float32 noise, uint8 frames for contract 2's `video`."""
-    rng = np.random.default_rng(seed)
-    dtypes = config.input_dtypes()
-    return {name: (rng.integers(0, 256, (batch, *shape), dtype=np.uint8) if dtypes[name] == "uint8"
-                   else rng.standard_normal((batch, *shape)).astype(np.float32))
-            for name, shape in config.input_shapes().items()}
-
-
 @pytest.mark.parametrize("arch", ["slowfast", "musicvideo"])
 def test_torch_on_cuda_matches_onnxruntime_on_cpu(tiny_models, arch):
     """Contract 2 (the exported ONNX's): uint8 video crosses to the GPU and is normalised there."""
@@ -36,7 +28,7 @@ def test_torch_on_cuda_matches_onnxruntime_on_cpu(tiny_models, arch):
     tm = tiny_models[arch]
     with open_engine(tm.checkpoint, backend="torch", device="cuda", contract=2) as gpu, open_engine(tm.onnx) as cpu:
         assert gpu.config == cpu.config and cpu.config.contract == 2
-        feeds = _feeds(cpu.config, batch=3)
+        feeds = random_feeds(cpu.config, batch=3)
         got, ref = gpu.infer(feeds), cpu.infer(feeds)
     assert got.shape == (3, 6)
     # cuDNN may pick TF32 / different reduction orders: a looser bound than CPU parity (1e-4).
@@ -46,7 +38,7 @@ def test_torch_on_cuda_matches_onnxruntime_on_cpu(tiny_models, arch):
 def test_torch_contract_1_on_cuda_matches_cpu(tiny_models):
     _require_cuda()
     tm = tiny_models["slowfast"]
-    feeds = _feeds(tm.config, batch=2)
+    feeds = random_feeds(tm.config, batch=2)
     with open_engine(tm.checkpoint, device="cuda") as gpu, open_engine(tm.checkpoint) as cpu:
         np.testing.assert_allclose(gpu.infer(feeds), cpu.infer(feeds), atol=2e-3, rtol=1e-3)
 
@@ -58,7 +50,7 @@ def test_cuda_graph_replay_equals_eager_for_each_batch_size(tiny_models, contrac
     kw = {"backend": "torch", "device": "cuda", "contract": contract}
     with open_engine(tm.checkpoint, **kw) as eager, open_engine(tm.checkpoint, cuda_graphs=True, **kw) as graphed:
         for batch in (1, 4, 1):  # the second batch-1 call replays the first graph
-            feeds = _feeds(graphed.config, batch, seed=batch)
+            feeds = random_feeds(graphed.config, batch, seed=batch)
             np.testing.assert_allclose(graphed.infer(feeds), eager.infer(feeds), atol=1e-4, rtol=1e-4)
         assert sorted(graphed._graphs) == [1, 4]
         dtypes = [str(x.dtype) for x in graphed._graphs[4].static_inputs]
@@ -72,7 +64,7 @@ def test_fp16_on_cuda_stays_close_to_fp32(tiny_models, cuda_graphs):
     tm = tiny_models["musicvideo"]
     with open_engine(tm.checkpoint, backend="torch", device="cuda", precision="fp16", contract=2,
                      cuda_graphs=cuda_graphs) as half, open_engine(tm.onnx) as ref:
-        feeds = _feeds(ref.config, batch=4)
+        feeds = random_feeds(ref.config, batch=4)
         got, expected = half.infer(feeds), ref.infer(feeds)
         if cuda_graphs:
             assert [str(x.dtype) for x in half._graphs[4].static_inputs] == ["torch.float16", "torch.uint8"]

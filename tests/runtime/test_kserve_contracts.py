@@ -19,6 +19,7 @@ from mvrt.runtime.model_meta import input_bytes_per_window
 
 from kserve_server import MLServer, ServedModel, require_kserve
 from media_factory import window_batch
+from model_factory import random_feeds
 
 _RELAY_TIMEOUT_SECONDS = 60.0
 _CHUNK_BYTES = 1 << 16
@@ -133,9 +134,7 @@ def test_the_served_contract_2_model_advertises_uint8_video(served, protocol):
     server, models = served
     with KServeEngine(models["c2"], url=server.url(protocol), protocol=protocol, remote_model="c2") as engine:
         assert engine.datatypes == {"audio_slow": "FP32", "audio_fast": "FP32", "video": "UINT8"}
-        rng = np.random.default_rng(0)
-        feeds = {n: (rng.integers(0, 256, (1, *s), dtype=np.uint8) if n == "video" else
-                     rng.standard_normal((1, *s), dtype=np.float32)) for n, s in engine.input_shapes.items()}
+        feeds = random_feeds(engine.config, 1)
         assert engine.infer(feeds).shape == (1, 6)  # HTTP: JSON integers (MLServer takes no binary data)
     with pytest.raises(ModelError, match=r"remote .*video_fast FP32.* vs local .*video UINT8"):
         KServeEngine(models["c2"], url=server.url(protocol), protocol=protocol, remote_model="c1").load()

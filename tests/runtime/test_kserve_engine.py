@@ -21,6 +21,7 @@ from mvrt.runtime.engines.kserve_engine import KServeEngine
 from mvrt.runtime.engines.onnxruntime_engine import OnnxRuntimeEngine
 
 from kserve_server import MLServer, ServedModel, free_port, require_kserve
+from model_factory import random_feeds
 
 PROTOCOLS = ("grpc", "http")
 SMALL_FRONTEND = FrontendConfig(window_seconds=4.0, image_size=32, n_mels=32)  # ~1 MB a window
@@ -48,15 +49,6 @@ def server(tmp_path_factory, small_models, tiny_models):
               ServedModel("big", tiny_models["slowfast"].onnx)]
     with MLServer(tmp_path_factory.mktemp("mlserver"), models, executable=exe) as running:
         yield running
-
-
-def random_feeds(config, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """Seeded feeds of the model's contract: float32 noise, uint8 frames for contract 2's `video` (UINT8 on the wire)."""
-    rng = np.random.default_rng(seed)
-    dtypes = config.input_dtypes()
-    return {name: (rng.integers(0, 256, (batch, *shape), dtype=np.uint8) if dtypes[name] == "uint8"
-                   else rng.standard_normal((batch, *shape), dtype=np.float32))
-            for name, shape in config.input_shapes().items()}
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

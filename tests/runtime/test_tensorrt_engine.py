@@ -11,6 +11,7 @@ import importlib.util
 import numpy as np
 import pytest
 from gpu import require_cuda, require_tensorrt, require_tensorrt_runtime
+from model_factory import random_feeds
 
 from mvrt.config import FrontendConfig, ModelConfig
 from mvrt.errors import BackendError, MissingDependencyError, ModelError, UsageError
@@ -28,14 +29,6 @@ def _has_cuda_python() -> bool:
         return importlib.util.find_spec("cuda.bindings") is not None or importlib.util.find_spec("cuda.cudart") is not None
     except ModuleNotFoundError:
         return False
-
-
-def _feeds(config: ModelConfig, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """Random feeds of the config's contract (uint8 `video` for contract 2)."""
-    rng = np.random.default_rng(seed)
-    dtypes = config.input_dtypes()
-    return {n: (rng.integers(0, 256, (batch, *s), dtype=np.uint8) if dtypes[n] == "uint8"
-                else rng.standard_normal((batch, *s)).astype(np.float32)) for n, s in config.input_shapes().items()}
 
 
 @pytest.fixture
@@ -79,12 +72,12 @@ def test_engine_knows_its_inputs_and_profile_before_loading(unbuilt_plan):
     with pytest.raises(UsageError, match=r"batch size 5 is over this engine's profile 1:2:4 \(min:opt:max\); use at most 4.*"
                        r"mvrt export tiny\.safetensors --onnx \S+tiny\.onnx --engine \S+tiny\.plan --batch 1:2:4 "
                        r"--precision fp32 --contract 1 --workspace-gib 1`"):
-        engine.infer(_feeds(CONFIG, 5))
+        engine.infer(random_feeds(CONFIG, 5))
     with pytest.raises(UsageError, match=r"input 'audio_fast' has shape"):
-        engine.infer({**_feeds(CONFIG, 2), "audio_fast": np.zeros((2, 3), np.float32)})
+        engine.infer({**random_feeds(CONFIG, 2), "audio_fast": np.zeros((2, 3), np.float32)})
     if not HAS_TENSORRT:
         with pytest.raises(MissingDependencyError, match=r"pip install 'mvrt\[tensorrt\]'"):
-            engine.infer(_feeds(CONFIG, 2))
+            engine.infer(random_feeds(CONFIG, 2))
 
 
 def _with_profile(plan, low, opt, high):
@@ -98,15 +91,15 @@ def test_fixed_and_minimum_batches_come_from_the_sidecar_profile(unbuilt_plan):
     assert (fixed.min_batch, fixed.fixed_batch, fixed.max_batch) == (4, 4, 4)
     assert [fixed.batch_to_run(b) for b in (1, 3, 4)] == [4, 4, 4]
     with pytest.raises(UsageError, match=r"batch size 5 is over this engine's profile 4:4:4"):
-        fixed.check_feeds(_feeds(CONFIG, 5))
-    _, batch = fixed.check_feeds(_feeds(CONFIG, 1))  # a partial batch passes the checks; infer pads it
+        fixed.check_feeds(random_feeds(CONFIG, 5))
+    _, batch = fixed.check_feeds(random_feeds(CONFIG, 1))  # a partial batch passes the checks; infer pads it
     assert batch == 1
     ranged = TensorRTEngine(_with_profile(unbuilt_plan, 2, 4, 8))
     assert (ranged.min_batch, ranged.fixed_batch) == (2, None)
     assert [ranged.batch_to_run(b) for b in (1, 2, 5, 8)] == [2, 2, 5, 8]
     if not HAS_TENSORRT:  # batch 1 now reaches the load, which needs TensorRT
         with pytest.raises(MissingDependencyError, match=r"pip install 'mvrt\[tensorrt\]'"):
-            ranged.infer(_feeds(CONFIG, 1))
+            ranged.infer(random_feeds(CONFIG, 1))
 
 
 @pytest.fixture
@@ -285,12 +278,12 @@ def test_plan_matches_onnxruntime(built):
     with open_engine(plan) as trt_engine, open_engine(tm.onnx) as ort_engine:
         assert trt_engine.name == "tensorrt" and trt_engine.max_batch == 4
         for batch in (1, 3):
-            feeds = _feeds(trt_engine.config, batch, seed=batch)  # the plan's contract (2: uint8 video)
+            feeds = random_feeds(trt_engine.config, batch, seed=batch)  # the plan's contract (2: uint8 video)
             got, ref = trt_engine.infer(feeds), ort_engine.infer(feeds)
             assert got.shape == (batch, 6) and got.dtype == np.float32
             np.testing.assert_allclose(got, ref, atol=1e-3, rtol=0)
         with pytest.raises(UsageError, match=r"batch size 5 is over this engine's profile 1:2:4"):
-            trt_engine.infer(_feeds(trt_engine.config, 5))
+            trt_engine.infer(random_feeds(trt_engine.config, 5))
     assert trt_engine._state is None  # released on exit
 
 
